@@ -1,0 +1,198 @@
+// Package handler is the real_ip HTTP handler (module http.handlers.real_ip):
+// Kong's trusted_ips, real_ip_header and real_ip_recursive, with the answers
+// of nginx's realip module.
+package handler
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/caddy-realip/realip/internal/forwarded"
+	"github.com/caddy-realip/realip/internal/ipset"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Header values of real_ip_header with a meaning of their own.
+const (
+	HeaderXRealIP        = "X-Real-IP"
+	HeaderXForwardedFor  = "X-Forwarded-For"
+	HeaderProxyProtocol  = "proxy_protocol"
+	defaultRealIPHeader  = HeaderXRealIP
+	appliedVarKey        = "real_ip.applied" // set once per request; holds *result
+	placeholderNamespace = "http.real_ip."
+)
+
+type mode uint8
+
+const (
+	modeSingle        mode = iota // any header but X-Forwarded-For: first line only
+	modeXFF                       // X-Forwarded-For: every line
+	modeProxyProtocol             // the PROXY header's source
+)
+
+// Handler replaces the client address of a request that comes from a trusted
+// peer with the one that peer reports, as nginx's realip module and Kong's
+// trusted_ips / real_ip_header / real_ip_recursive do.
+//
+// When it finds a client address, r.RemoteAddr becomes client:port (the port
+// the entry carried, or 0), Caddy's client_ip var becomes the client, and
+// the trusted_proxy var becomes whether the peer was trusted. It applies at
+// most once per request: the first real_ip handler that runs wins.
+//
+// Placeholders, set on every request it sees:
+//
+//	{http.real_ip.client_ip}    {http.real_ip.client_port}
+//	{http.real_ip.peer_ip}      {http.real_ip.peer_port}   (nginx's $realip_remote_addr/_port)
+//	{http.real_ip.trusted}      {http.real_ip.source}      (peer, header, proxy_protocol)
+//	{http.real_ip.upstream.*}   Kong's upstream headers: x_real_ip, x_forwarded_for,
+//	                            x_forwarded_proto, x_forwarded_host, x_forwarded_port,
+//	                            x_forwarded_path, x_forwarded_prefix
+type Handler struct {
+	// Peers whose forwarding headers are believed: IPv4/IPv6 addresses,
+	// CIDRs, "unix:" (peers on a UNIX socket) and "private_ranges". Each
+	// entry may itself be a comma-separated list, as KONG_TRUSTED_IPS is.
+	// Required. "0.0.0.0/0" and "::/0" trust every TCP peer.
+	TrustedIPs []string `json:"trusted_ips,omitempty"`
+
+	// The request header that carries the client address: X-Real-IP
+	// (default), X-Forwarded-For, any other header name, or proxy_protocol
+	// for the source address of the connection's PROXY protocol header.
+	// Header names are matched case-insensitively.
+	RealIPHeader string `json:"real_ip_header,omitempty"`
+
+	// With X-Forwarded-For (and any other header), walk the list right to
+	// left, skipping trusted addresses: the first untrusted one is the client,
+	// or the left-most if all are trusted. Off: the right-most entry.
+	RealIPRecursive bool `json:"real_ip_recursive,omitempty"`
+
+	trusted *ipset.Set
+	header  string // canonical MIME form
+	mode    mode
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.real_ip",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision validates the configuration and builds the trusted set.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	set, warnings, err := ipset.Parse(h.TrustedIPs)
+	if err != nil {
+		return fmt.Errorf("real_ip: %w", err)
+	}
+	if set.Empty() {
+		return fmt.Errorf("real_ip: trusted_ips is required: list the load balancers or proxies whose headers are believed (for example trusted_ips 10.0.0.0/8)")
+	}
+	for _, w := range warnings {
+		h.logger.Warn(w.String())
+	}
+	h.trusted = set
+
+	name := h.RealIPHeader
+	switch {
+	case name == "":
+		name = defaultRealIPHeader
+	case strings.EqualFold(name, HeaderProxyProtocol):
+		h.mode = modeProxyProtocol
+	case !httpguts.ValidHeaderFieldName(name):
+		return fmt.Errorf("real_ip: real_ip_header '%s' is not a valid header name", name)
+	}
+	if h.mode != modeProxyProtocol {
+		h.header = http.CanonicalHeaderKey(name)
+		if h.header == HeaderXForwardedFor {
+			h.mode = modeXFF
+		}
+	}
+	return nil
+}
+
+// Validate is here for the interface guard; Provision does the checking.
+func (h *Handler) Validate() error { return nil }
+
+// ServeHTTP applies the realip rules and calls the next handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if _, done := caddyhttp.GetVar(r.Context(), appliedVarKey).(*result); !done {
+		h.apply(r)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// apply is ServeHTTP without the once-per-request guard and the call to the
+// next handler.
+func (h *Handler) apply(r *http.Request) {
+	res := &result{source: sourcePeer}
+	res.peer, res.peerUnix = parseRemoteAddr(r.RemoteAddr)
+	res.peerText = r.RemoteAddr
+	res.client = res.peer
+	res.trusted = h.peerTrusted(res.peer, res.peerUnix)
+
+	if res.trusted {
+		var e forwarded.Entry
+		var found bool
+		switch h.mode {
+		case modeXFF:
+			e, found = walk(r.Header[h.header], h.RealIPRecursive, h.trusted)
+		case modeSingle:
+			if lines := r.Header[h.header]; len(lines) > 0 {
+				e, found = walk(lines[:1], h.RealIPRecursive, h.trusted)
+			}
+		case modeProxyProtocol:
+			// Filled in by the listener wrapper's connection data.
+		}
+		if found {
+			res.client = netip.AddrPortFrom(e.Addr, e.Port)
+			res.source = sourceHeader
+			r.RemoteAddr = res.client.String()
+			caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, hostOf(r.RemoteAddr))
+		}
+	}
+	caddyhttp.SetVar(r.Context(), caddyhttp.TrustedProxyVarKey, res.trusted)
+	caddyhttp.SetVar(r.Context(), appliedVarKey, res)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		res.req = r
+		repl.Map(res.replace)
+	}
+}
+
+func (h *Handler) peerTrusted(peer netip.AddrPort, unix bool) bool {
+	if unix {
+		return h.trusted.ContainsUnix()
+	}
+	return h.trusted.Contains(peer.Addr())
+}
+
+// parseRemoteAddr reads r.RemoteAddr. Go's server reports peers on a UNIX
+// socket as "@" (or an empty string on some systems).
+func parseRemoteAddr(s string) (netip.AddrPort, bool) {
+	if s == "@" || s == "" {
+		return netip.AddrPort{}, true
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return ap, false
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,172 @@
+package handler
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+type source uint8
+
+const (
+	sourcePeer source = iota
+	sourceHeader
+	sourceProxyProtocol
+)
+
+func (s source) String() string {
+	switch s {
+	case sourceHeader:
+		return "header"
+	case sourceProxyProtocol:
+		return "proxy_protocol"
+	}
+	return "peer"
+}
+
+// result is what the handler decided for one request. It is kept in the
+// request's vars (which also marks the request as done) and answers the
+// {http.real_ip.*} placeholders lazily, so a request pays for the text of a
+// placeholder only when something reads it.
+type result struct {
+	req      *http.Request
+	peer     netip.AddrPort
+	peerUnix bool
+	peerText string // r.RemoteAddr as the handler received it
+	client   netip.AddrPort
+	trusted  bool
+	source   source
+}
+
+func (res *result) replace(key string) (any, bool) {
+	name, ok := strings.CutPrefix(key, placeholderNamespace)
+	if !ok {
+		return nil, false
+	}
+	switch name {
+	case "client_ip":
+		if res.source == sourcePeer && res.peerUnix {
+			return res.peerText, true
+		}
+		return res.client.Addr().String(), true
+	case "client_port":
+		if res.source == sourcePeer && res.peerUnix {
+			return "", true
+		}
+		return strconv.Itoa(int(res.client.Port())), true
+	case "peer_ip":
+		if res.peerUnix {
+			return res.peerText, true
+		}
+		return res.peer.Addr().String(), true
+	case "peer_port":
+		if res.peerUnix {
+			return "", true
+		}
+		return strconv.Itoa(int(res.peer.Port())), true
+	case "trusted":
+		return res.trusted, true
+	case "source":
+		return res.source.String(), true
+	}
+	if up, ok := strings.CutPrefix(name, "upstream."); ok {
+		return res.upstream(up)
+	}
+	return nil, false
+}
+
+// upstream computes the request headers Kong sends to its upstreams
+// (kong/runloop/handler.lua), so that reverse_proxy can send the same ones
+// with header_up lines.
+func (res *result) upstream(name string) (any, bool) {
+	r := res.req
+	clientText := hostOf(r.RemoteAddr)
+	switch name {
+	case "x_real_ip":
+		return clientText, true
+	case "x_forwarded_for":
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			peer := res.peerText
+			if !res.peerUnix {
+				peer = res.peer.Addr().String()
+			}
+			return strings.Join(xff, ", ") + ", " + peer, true
+		}
+		return clientText, true
+	case "x_forwarded_proto":
+		if v := res.trustedHeader("X-Forwarded-Proto"); v != "" {
+			return v, true
+		}
+		if r.TLS != nil {
+			return "https", true
+		}
+		return "http", true
+	case "x_forwarded_host":
+		if v := res.trustedHeader("X-Forwarded-Host"); v != "" {
+			return v, true
+		}
+		return requestHost(r), true
+	case "x_forwarded_port":
+		if v := res.trustedHeader("X-Forwarded-Port"); v != "" {
+			return v, true
+		}
+		return serverPort(r), true
+	case "x_forwarded_path":
+		if v := res.trustedHeader("X-Forwarded-Path"); v != "" {
+			return v, true
+		}
+		path, _, _ := strings.Cut(r.RequestURI, "?")
+		return path, true
+	case "x_forwarded_prefix":
+		return res.trustedHeader("X-Forwarded-Prefix"), true
+	}
+	return nil, false
+}
+
+// trustedHeader is an incoming header's first value when the peer is
+// trusted, as Kong keeps X-Forwarded-* from trusted_ips only.
+func (res *result) trustedHeader(name string) string {
+	if !res.trusted {
+		return ""
+	}
+	return res.req.Header.Get(name)
+}
+
+// hostOf returns the address part of an "ip:port" remote address without
+// allocating.
+func hostOf(remoteAddr string) string {
+	i := strings.LastIndexByte(remoteAddr, ':')
+	if i < 0 {
+		return remoteAddr
+	}
+	host := remoteAddr[:i]
+	if len(host) >= 2 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	return host
+}
+
+func requestHost(r *http.Request) string {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.ToLower(host)
+}
+
+func serverPort(r *http.Request) string {
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ap, err := netip.ParseAddrPort(la.String()); err == nil {
+			return strconv.Itoa(int(ap.Port()))
+		}
+	}
+	if _, port, err := net.SplitHostPort(r.Host); err == nil {
+		return port
+	}
+	if r.TLS != nil {
+		return "443"
+	}
+	return "80"
+}

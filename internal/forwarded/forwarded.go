@@ -1,0 +1,123 @@
+// Package forwarded reads client addresses out of forwarding headers
+// (X-Forwarded-For, X-Real-IP and any other single-address header) with the
+// rules of nginx's realip module, so that the handler's chain walk can take
+// its entries from one small tokenizer per header syntax.
+package forwarded
+
+import (
+	"net/netip"
+	"strings"
+)
+
+// Entry is one address taken from a header, with the port it carried (0 when
+// it had none).
+type Entry struct {
+	Addr netip.Addr
+	Port uint16
+}
+
+// LastToken returns the right-most entry of a header line and where it
+// starts, exactly as nginx's ngx_http_get_forwarded_addr_internal cuts it:
+// trailing spaces and commas are skipped, then the entry runs back to the
+// previous space or comma. When start > 0, line[:start-1] holds the entries
+// to its left. A line that holds only separators yields a token that does
+// not parse, as in nginx.
+func LastToken(line string) (token string, start int) {
+	if len(line) == 0 {
+		return "", 0
+	}
+	p := len(line) - 1
+	for p > 0 && isSep(line[p]) {
+		p--
+	}
+	end := p + 1
+	for p > 0 {
+		if isSep(line[p]) {
+			p++
+			break
+		}
+		p--
+	}
+	return line[p:end], p
+}
+
+func isSep(c byte) bool { return c == ' ' || c == ',' }
+
+// ParseEntry reads one entry: "1.2.3.4", "1.2.3.4:80", "2001:db8::1" or
+// "[2001:db8::1]:443". A port must be 1-65535, as in nginx. Zones, brackets
+// without a port, "unknown", obfuscated identifiers, quotes and empty entries
+// do not parse. IPv4 octets with leading zeros do not parse either: nginx
+// reads "010.0.0.1" as 10.0.0.1 while other software reads it as octal
+// 8.0.0.1, and an address two parsers disagree on is a spoofing tool.
+//
+// It does not allocate.
+func ParseEntry(s string) (Entry, bool) {
+	if a, ok := parseAddr(s); ok {
+		return Entry{Addr: a}, true
+	}
+	var host, port string
+	if len(s) > 0 && s[0] == '[' {
+		i := strings.IndexByte(s, ']')
+		if i < 0 || i+1 >= len(s) || s[i+1] != ':' {
+			return Entry{}, false
+		}
+		host, port = s[1:i], s[i+2:]
+		a, ok := parseAddr(host)
+		if !ok || !a.Is6() {
+			return Entry{}, false
+		}
+		p, ok := parsePort(port)
+		if !ok {
+			return Entry{}, false
+		}
+		return Entry{Addr: a, Port: p}, true
+	}
+	i := strings.IndexByte(s, ':')
+	if i < 0 {
+		return Entry{}, false
+	}
+	host, port = s[:i], s[i+1:]
+	a, ok := parseAddr(host)
+	if !ok || !a.Is4() {
+		return Entry{}, false
+	}
+	p, ok := parsePort(port)
+	if !ok {
+		return Entry{}, false
+	}
+	return Entry{Addr: a, Port: p}, true
+}
+
+func parseAddr(s string) (netip.Addr, bool) {
+	if len(s) == 0 {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// parsePort accepts decimal digits only (leading zeros allowed, as nginx's
+// ngx_atoi does) for a value in 1-65535.
+func parsePort(s string) (uint16, bool) {
+	if len(s) == 0 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+		if n > 65535 {
+			return 0, false
+		}
+	}
+	if n < 1 {
+		return 0, false
+	}
+	return uint16(n), true
+}

@@ -1,0 +1,16 @@
+// Package realip keeps the real client IP when Caddy runs behind load
+// balancers, with Kong Gateway's options and nginx's answers:
+//
+//   - caddy.listeners.real_ip: the PROXY protocol (v1 and v2) on a server's
+//     listeners, Kong's proxy_protocol listen flag;
+//   - http.handlers.real_ip (Caddyfile directive real_ip): trusted
+//     forwarding headers, Kong's trusted_ips, real_ip_header and
+//     real_ip_recursive.
+//
+// Import this package to register every module and the Caddyfile syntax.
+package realip
+
+import (
+	_ "github.com/caddy-realip/realip/caddyfile"
+	_ "github.com/caddy-realip/realip/handler"
+)
