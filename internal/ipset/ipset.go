@@ -23,10 +23,10 @@ const (
 )
 
 // Set answers "is this peer trusted?" in a time that depends on the number of
-// distinct prefix lengths in it (at most 33 for IPv4 and 129 for IPv6), never
-// on the number of entries: each length has its own hash set of masked
-// addresses. netip and Caddy have no such structure (Caddy scans a slice of
-// prefixes), so it is written here.
+// distinct prefix lengths in it (at most 32 for IPv4 and 128 for IPv6), never
+// on the number of entries: each length has its own fixed-cost hash table of
+// masked addresses (table.go). netip and Caddy have no such structure (Caddy
+// scans a slice of prefixes), so it is written here.
 type Set struct {
 	all4, all6 bool // 0.0.0.0/0 or ::/0 present
 	unix       bool
@@ -39,12 +39,13 @@ type Set struct {
 
 type lenSet4 struct {
 	mask  uint32
-	addrs map[uint32]struct{}
+	addrs table4
 }
 
+// lenSet6 keeps the mask as two words so that masking needs no branches.
 type lenSet6 struct {
-	bits  int
-	addrs map[[16]byte]struct{}
+	mask  key6
+	addrs table6
 }
 
 // Warning reports an entry that was accepted after a change, such as a CIDR
@@ -93,7 +94,7 @@ func Parse(tokens []string) (*Set, []Warning, error) {
 	s := &Set{}
 	var warnings []Warning
 	v4 := map[int]map[uint32]struct{}{}
-	v6 := map[int]map[[16]byte]struct{}{}
+	v6 := map[int]map[key6]struct{}{}
 	for _, entry := range Expand(tokens) {
 		if entry == Unix {
 			s.unix = true
@@ -124,18 +125,18 @@ func Parse(tokens []string) (*Set, []Warning, error) {
 			continue
 		}
 		if v6[bits] == nil {
-			v6[bits] = map[[16]byte]struct{}{}
+			v6[bits] = map[key6]struct{}{}
 		}
-		v6[bits][p.Addr().As16()] = struct{}{}
+		v6[bits][toKey6(p.Addr())] = struct{}{}
 	}
 	for bits := 32; bits >= 1; bits-- {
 		if m := v4[bits]; m != nil {
-			s.v4 = append(s.v4, lenSet4{mask: ^uint32(0) << (32 - bits), addrs: m})
+			s.v4 = append(s.v4, lenSet4{mask: ^uint32(0) << (32 - bits), addrs: newTable4(m)})
 		}
 	}
 	for bits := 128; bits >= 1; bits-- {
 		if m := v6[bits]; m != nil {
-			s.v6 = append(s.v6, lenSet6{bits: bits, addrs: m})
+			s.v6 = append(s.v6, lenSet6{mask: mask6(bits), addrs: newTable6(m)})
 		}
 	}
 	return s, warnings, nil
@@ -164,6 +165,31 @@ func parseEntry(entry string) (netip.Prefix, bool, error) {
 	return netip.PrefixFrom(a, a.BitLen()), false, nil
 }
 
+func toKey6(a netip.Addr) key6 {
+	b := a.As16()
+	return key6{hi: be64(b[:8]), lo: be64(b[8:])}
+}
+
+func be64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+func mask6(bits int) key6 {
+	var m key6
+	if bits >= 64 {
+		m.hi = ^uint64(0)
+		m.lo = ^uint64(0) << (128 - bits)
+		if bits == 64 {
+			m.lo = 0
+		}
+	} else {
+		m.hi = ^uint64(0) << (64 - bits)
+	}
+	return m
+}
+
 func be32(b [4]byte) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
@@ -181,7 +207,7 @@ func (s *Set) Contains(addr netip.Addr) bool {
 		}
 		a := be32(addr.As4())
 		for i := range s.v4 {
-			if _, ok := s.v4[i].addrs[a&s.v4[i].mask]; ok {
+			if s.v4[i].addrs.contains(a & s.v4[i].mask) {
 				return true
 			}
 		}
@@ -190,10 +216,10 @@ func (s *Set) Contains(addr netip.Addr) bool {
 	if s.all6 {
 		return true
 	}
-	addr = addr.WithZone("")
+	k := toKey6(addr)
 	for i := range s.v6 {
-		p, _ := addr.Prefix(s.v6[i].bits)
-		if _, ok := s.v6[i].addrs[p.Addr().As16()]; ok {
+		m := s.v6[i].mask
+		if s.v6[i].addrs.contains(key6{k.hi & m.hi, k.lo & m.lo}) {
 			return true
 		}
 	}
