@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 type source uint8
@@ -117,8 +119,11 @@ func (res *result) upstream(name string) (any, bool) {
 		if v := res.trustedHeader("X-Forwarded-Path"); v != "" {
 			return v, true
 		}
-		path, _, _ := strings.Cut(r.RequestURI, "?")
-		return path, true
+		// The path as the client sent it, before any rewrite.
+		if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+			return orig.URL.EscapedPath(), true
+		}
+		return r.URL.EscapedPath(), true
 	case "x_forwarded_prefix":
 		return res.trustedHeader("X-Forwarded-Prefix"), true
 	}

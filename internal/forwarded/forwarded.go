@@ -52,8 +52,9 @@ func isSep(c byte) bool { return c == ' ' || c == ',' }
 //
 // It does not allocate.
 func ParseEntry(s string) (Entry, bool) {
-	if a, ok := parseAddr(s); ok {
-		return Entry{Addr: a}, true
+	if len(s) > 0 && s[0] != '[' && strings.Count(s, ":") != 1 {
+		a, ok := parseAddr(s)
+		return Entry{Addr: a}, ok
 	}
 	var host, port string
 	if len(s) > 0 && s[0] == '[' {
@@ -88,8 +89,11 @@ func ParseEntry(s string) (Entry, bool) {
 	return Entry{Addr: a, Port: p}, true
 }
 
+// parseAddr is netip.ParseAddr without zones. Text that cannot be an
+// address is turned away before netip sees it, because netip allocates an
+// error on every failure and tokens such as "unknown" are common.
 func parseAddr(s string) (netip.Addr, bool) {
-	if len(s) == 0 {
+	if !maybeAddr(s) {
 		return netip.Addr{}, false
 	}
 	a, err := netip.ParseAddr(s)
@@ -97,6 +101,44 @@ func parseAddr(s string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return a, true
+}
+
+// maybeAddr reports whether s has the characters and shape of an IPv4
+// address (digits and three dots) or an IPv6 address (hex digits, colons,
+// and dots for an embedded IPv4 tail).
+func maybeAddr(s string) bool {
+	if len(s) < 2 || len(s) > 45 {
+		return false
+	}
+	colons, dots := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+		case c == '.':
+			dots++
+		case c == ':':
+			colons++
+		case c >= 'a' && c <= 'f', c >= 'A' && c <= 'F':
+			if colons == 0 && i >= 4 {
+				return false // no IPv6 address has five hex digits before a colon
+			}
+		default:
+			return false
+		}
+	}
+	if colons == 0 {
+		return dots == 3 && len(s) >= 7 && len(s) <= 15 && allDigitsAndDots(s)
+	}
+	return colons >= 2 && (dots == 0 || dots == 3)
+}
+
+func allDigitsAndDots(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '.' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // parsePort accepts decimal digits only (leading zeros allowed, as nginx's

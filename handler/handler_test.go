@@ -1,0 +1,229 @@
+package handler
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func provisioned(t testing.TB, h Handler) *Handler {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return &h
+}
+
+// request builds a request as Caddy's server hands it to handlers.
+func request(peer string, header http.Header) (*http.Request, *caddy.Replacer) {
+	r := httptest.NewRequest("GET", "http://example.com/path?q=1", nil)
+	r.RemoteAddr = peer
+	r.Header = header
+	repl := caddy.NewReplacer()
+	r = caddyhttp.PrepareRequest(r, repl, httptest.NewRecorder(), nil)
+	return r, repl
+}
+
+var nextOK = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+
+func TestHandler(t *testing.T) {
+	xff := Handler{TrustedIPs: []string{"10.0.0.0/8", "2001:db8::/32", "unix:"}, RealIPHeader: "X-Forwarded-For"}
+	xffRec := xff
+	xffRec.RealIPRecursive = true
+	xreal := Handler{TrustedIPs: []string{"10.0.0.0/8"}}
+	custom := Handler{TrustedIPs: []string{"10.0.0.0/8"}, RealIPHeader: "cf-connecting-ip", RealIPRecursive: true}
+
+	cases := []struct {
+		name    string
+		h       Handler
+		peer    string
+		headers map[string][]string
+		remote  string // r.RemoteAddr afterwards
+		source  string
+		trusted bool
+	}{
+		{"untrusted peer", xff, "192.0.2.1:1234", map[string][]string{"X-Forwarded-For": {"203.0.113.7"}}, "192.0.2.1:1234", "peer", false},
+		{"trusted, no header", xff, "10.0.0.1:1234", nil, "10.0.0.1:1234", "peer", true},
+		{"xff right-most", xff, "10.0.0.1:1234", map[string][]string{"X-Forwarded-For": {"1.1.1.1, 10.0.0.2"}}, "10.0.0.2:0", "header", true},
+		{"xff recursive", xffRec, "10.0.0.1:1234", map[string][]string{"X-Forwarded-For": {"1.1.1.1, 10.0.0.2"}}, "1.1.1.1:0", "header", true},
+		{"xff recursive stops at untrusted", xffRec, "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"1.1.1.1, 2.2.2.2, 10.0.0.2"}}, "2.2.2.2:0", "header", true},
+		{"xff recursive all trusted", xffRec, "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"10.0.0.5, 10.0.0.2"}}, "10.0.0.5:0", "header", true},
+		{"xff several lines", xffRec, "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"3.3.3.3", "10.1.1.1, 10.2.2.2"}}, "3.3.3.3:0", "header", true},
+		{"xff last line only when not recursive", xff, "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"3.3.3.3", "4.4.4.4"}}, "4.4.4.4:0", "header", true},
+		{"xff bad right-most", xffRec, "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"1.1.1.1, unknown"}}, "10.0.0.1:1", "peer", true},
+		{"xff bad after trusted", xffRec, "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"unknown, 10.9.9.9"}}, "10.9.9.9:0", "header", true},
+		{"xff port", xff, "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"1.2.3.4:5678"}}, "1.2.3.4:5678", "header", true},
+		{"xff ipv6 port", xff, "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"[2001:db9::1]:443"}}, "[2001:db9::1]:443", "header", true},
+		{"ipv6 peer", xff, "[2001:db8::9]:1", map[string][]string{"X-Forwarded-For": {"198.51.100.1"}}, "198.51.100.1:0", "header", true},
+		{"unix peer", xff, "@", map[string][]string{"X-Forwarded-For": {"198.51.100.1"}}, "198.51.100.1:0", "header", true},
+		{"x-real-ip default", xreal, "10.0.0.1:1", map[string][]string{"X-Real-Ip": {"198.51.100.2"}}, "198.51.100.2:0", "header", true},
+		{"x-real-ip first line only", xreal, "10.0.0.1:1", map[string][]string{"X-Real-Ip": {"198.51.100.2", "198.51.100.3"}}, "198.51.100.2:0", "header", true},
+		{"x-real-ip ignores xff", xreal, "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"198.51.100.2"}}, "10.0.0.1:1", "peer", true},
+		{"custom header case-insensitive", custom, "10.0.0.1:1", map[string][]string{"Cf-Connecting-Ip": {"1.1.1.1, 10.0.0.3"}}, "1.1.1.1:0", "header", true},
+		{"mapped peer matches v4 entry", xff, "[::ffff:10.0.0.1]:1", map[string][]string{"X-Forwarded-For": {"198.51.100.1"}}, "198.51.100.1:0", "header", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := provisioned(t, c.h)
+			r, repl := request(c.peer, http.Header(c.headers))
+			if err := h.ServeHTTP(httptest.NewRecorder(), r, nextOK); err != nil {
+				t.Fatal(err)
+			}
+			if r.RemoteAddr != c.remote {
+				t.Errorf("RemoteAddr %q, want %q", r.RemoteAddr, c.remote)
+			}
+			if got, _ := repl.GetString("http.real_ip.source"); got != c.source {
+				t.Errorf("source %q, want %q", got, c.source)
+			}
+			if got := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey); got != c.trusted {
+				t.Errorf("trusted_proxy %v, want %v", got, c.trusted)
+			}
+			if c.source == "header" {
+				wantIP := hostOf(c.remote)
+				if got := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey); got != wantIP {
+					t.Errorf("client_ip var %v, want %v", got, wantIP)
+				}
+				if got, _ := repl.GetString("http.real_ip.client_ip"); got != wantIP {
+					t.Errorf("client_ip placeholder %q, want %q", got, wantIP)
+				}
+			}
+			peerIP := hostOf(c.peer)
+			if got, _ := repl.GetString("http.real_ip.peer_ip"); got != strings.TrimPrefix(peerIP, "::ffff:") && got != peerIP {
+				t.Errorf("peer_ip %q, want %q", got, peerIP)
+			}
+		})
+	}
+}
+
+func TestAppliesOncePerRequest(t *testing.T) {
+	first := provisioned(t, Handler{TrustedIPs: []string{"10.0.0.0/8"}, RealIPHeader: "X-Forwarded-For", RealIPRecursive: true})
+	r, _ := request("10.0.0.1:1", http.Header{"X-Forwarded-For": {"1.1.1.1, 10.0.0.2"}})
+	if err := first.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		// A second real_ip with a config that would trust 1.1.1.1 and read a
+		// different header must change nothing.
+		second := provisioned(t, Handler{TrustedIPs: []string{"0.0.0.0/0"}, RealIPHeader: "X-Other"})
+		r.Header.Set("X-Other", "9.9.9.9")
+		return second.ServeHTTP(w, r, nextOK)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if r.RemoteAddr != "1.1.1.1:0" {
+		t.Errorf("RemoteAddr %q", r.RemoteAddr)
+	}
+}
+
+func TestProvisionErrors(t *testing.T) {
+	cases := map[string]Handler{
+		"trusted_ips is required":        {},
+		"got 'bogus'":                    {TrustedIPs: []string{"10.0.0.1", "bogus"}},
+		"'X Bad' is not a valid header": {TrustedIPs: []string{"10.0.0.1"}, RealIPHeader: "X Bad"},
+	}
+	for want, h := range cases {
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		err := h.Provision(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want error containing %q, got %v", want, err)
+		}
+	}
+}
+
+func TestUpstreamPlaceholders(t *testing.T) {
+	h := provisioned(t, Handler{TrustedIPs: []string{"10.0.0.0/8"}, RealIPHeader: "X-Forwarded-For", RealIPRecursive: true})
+	r, repl := request("10.0.0.1:1", http.Header{
+		"X-Forwarded-For":   {"1.1.1.1, 10.0.0.2"},
+		"X-Forwarded-Proto": {"https"},
+		"X-Forwarded-Host":  {"public.example"},
+	})
+	if err := h.ServeHTTP(httptest.NewRecorder(), r, nextOK); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"x_real_ip":          "1.1.1.1",
+		"x_forwarded_for":    "1.1.1.1, 10.0.0.2, 10.0.0.1",
+		"x_forwarded_proto":  "https",
+		"x_forwarded_host":   "public.example",
+		"x_forwarded_path":   "/path",
+		"x_forwarded_prefix": "",
+	}
+	for k, v := range want {
+		if got, _ := repl.GetString("http.real_ip.upstream." + k); got != v {
+			t.Errorf("%s: %q, want %q", k, got, v)
+		}
+	}
+
+	// From an untrusted peer the incoming X-Forwarded-* are not kept.
+	r, repl = request("192.0.2.1:1", http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"evil"}})
+	if err := h.ServeHTTP(httptest.NewRecorder(), r, nextOK); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"x_forwarded_proto": "http", "x_forwarded_host": "example.com", "x_forwarded_for": "192.0.2.1", "x_real_ip": "192.0.2.1"} {
+		if got, _ := repl.GetString("http.real_ip.upstream." + k); got != v {
+			t.Errorf("untrusted %s: %q, want %q", k, got, v)
+		}
+	}
+}
+
+// benchRequests hands out requests for benchmarks: one prepared request,
+// with the handler's changes undone and a fresh replacer each time, as
+// Caddy's server makes one per request. BenchmarkRequestSetup measures that
+// set-up alone; the handler's cost is the difference.
+func benchRequests(peer string, header http.Header) func() *http.Request {
+	base, _ := request(peer, header)
+	vars := base.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	parent := base.Context()
+	return func() *http.Request {
+		delete(vars, appliedVarKey)
+		r := base.WithContext(context.WithValue(parent, caddy.ReplacerCtxKey, caddy.NewReplacer()))
+		r.RemoteAddr = peer
+		return r
+	}
+}
+
+var benchXFF = http.Header{"X-Forwarded-For": {"203.0.113.7, 198.51.100.1, 10.1.1.1, 172.16.5.5, 10.2.2.2"}}
+
+func BenchmarkRequestSetup(b *testing.B) {
+	next := benchRequests("10.0.0.1:34567", benchXFF)
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := nextOK.ServeHTTP(w, next()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkHandlerXFF5Recursive(b *testing.B) {
+	h := provisioned(b, Handler{TrustedIPs: []string{"10.0.0.0/8", "172.16.0.0/12"}, RealIPHeader: "X-Forwarded-For", RealIPRecursive: true})
+	next := benchRequests("10.0.0.1:34567", benchXFF)
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		r := next()
+		if err := h.ServeHTTP(w, r, nextOK); err != nil {
+			b.Fatal(err)
+		}
+		if r.RemoteAddr != "198.51.100.1:0" {
+			b.Fatalf("RemoteAddr %q", r.RemoteAddr)
+		}
+	}
+}
+
+func BenchmarkHandlerUntrustedPeer(b *testing.B) {
+	h := provisioned(b, Handler{TrustedIPs: []string{"10.0.0.0/8", "172.16.0.0/12"}, RealIPHeader: "X-Forwarded-For", RealIPRecursive: true})
+	next := benchRequests("192.0.2.1:34567", benchXFF)
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := h.ServeHTTP(w, next(), nextOK); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

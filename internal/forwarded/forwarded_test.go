@@ -1,0 +1,123 @@
+package forwarded
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestParseEntry(t *testing.T) {
+	good := map[string]string{
+		"1.2.3.4":                       "1.2.3.4:0",
+		"1.2.3.4:80":                    "1.2.3.4:80",
+		"1.2.3.4:080":                   "1.2.3.4:80",
+		"1.2.3.4:65535":                 "1.2.3.4:65535",
+		"2001:db8::1":                   "[2001:db8::1]:0",
+		"[2001:db8::1]:443":             "[2001:db8::1]:443",
+		"::ffff:1.2.3.4":                "[::ffff:1.2.3.4]:0",
+		"[::ffff:1.2.3.4]:8080":         "[::ffff:1.2.3.4]:8080",
+		"2001:db8::1:80":                "[2001:db8::1:80]:0", // an IPv6 address, not a port
+		"0.0.0.0":                       "0.0.0.0:0",
+		"255.255.255.255":               "255.255.255.255:0",
+		"2001:0db8:0000:0000:0000::0001": "[2001:db8::1]:0",
+	}
+	for in, want := range good {
+		e, ok := ParseEntry(in)
+		if !ok {
+			t.Errorf("%q: does not parse", in)
+			continue
+		}
+		if got := netip.AddrPortFrom(e.Addr, e.Port).String(); got != want {
+			t.Errorf("%q: got %s want %s", in, got, want)
+		}
+	}
+	bad := []string{
+		"", "unknown", "_hidden", "_obfuscated:1", "\"1.2.3.4\"", "1.2.3.4:0", "1.2.3.4:65536",
+		"1.2.3.4:", "1.2.3.4:-1", "1.2.3.4:+80", "1.2.3.4:80:80", "[2001:db8::1]", "[2001:db8::1]:",
+		"[2001:db8::1]:0", "[1.2.3.4]:80", "2001:db8::1%eth0", "[fe80::1%eth0]:80", "1.2.3",
+		"01.2.3.4", "1..2.3", "1.2.3.4.5", "256.1.1.1", "[2001:db8::1", "2001:db8::1]:80",
+		"1.2.3.4 ", " 1.2.3.4", "1.2.3.4\t", "[2001:db8::1]x80", "example.com", "example.com:80",
+		"1.2.3.4:99999999999999999999",
+	}
+	for _, in := range bad {
+		if e, ok := ParseEntry(in); ok {
+			t.Errorf("%q: parsed as %v", in, e)
+		}
+	}
+}
+
+func TestLastToken(t *testing.T) {
+	cases := []struct {
+		line, token string
+		start       int
+	}{
+		{"", "", 0},
+		{"1.2.3.4", "1.2.3.4", 0},
+		{"a, b", "b", 3},
+		{"a,b", "b", 2},
+		{"a b", "b", 2},
+		{"a, b, ", "b", 3},
+		{"a,,b", "b", 3},
+		{",", ",", 0},
+		{", ", ",", 0},
+		{" ,b", "b", 2},
+		{"a ,", "a", 0},
+	}
+	for _, c := range cases {
+		tok, start := LastToken(c.line)
+		if tok != c.token || start != c.start {
+			t.Errorf("%q: got (%q, %d) want (%q, %d)", c.line, tok, start, c.token, c.start)
+		}
+	}
+}
+
+func TestParseEntryDoesNotAllocate(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() {
+		ParseEntry("[2001:db8::1]:443")
+		ParseEntry("1.2.3.4:80")
+		ParseEntry("unknown")
+	}); n != 0 {
+		t.Errorf("allocates %v times", n)
+	}
+}
+
+func FuzzParseEntry(f *testing.F) {
+	for _, s := range []string{"1.2.3.4", "1.2.3.4:80", "[2001:db8::1]:443", "unknown", "[", "1.2.3.4:0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		e, ok := ParseEntry(s)
+		if !ok {
+			return
+		}
+		if !e.Addr.IsValid() || e.Addr.Zone() != "" {
+			t.Fatalf("%q: invalid address %v", s, e.Addr)
+		}
+		// What parses must print back to something that parses to the same.
+		text := e.Addr.String()
+		if e.Port != 0 {
+			text = netip.AddrPortFrom(e.Addr, e.Port).String()
+		}
+		e2, ok := ParseEntry(text)
+		if !ok || e2 != e {
+			t.Fatalf("%q -> %q -> %v %v", s, text, e2, ok)
+		}
+	})
+}
+
+func FuzzLastToken(f *testing.F) {
+	for _, s := range []string{"", "a, b", ",", " ,b", "1.2.3.4, 5.6.7.8"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		for len(line) > 0 {
+			tok, start := LastToken(line)
+			if start < 0 || start > len(line) || start+len(tok) > len(line) || line[start:start+len(tok)] != tok {
+				t.Fatalf("%q: token %q at %d", line, tok, start)
+			}
+			if start == 0 {
+				return
+			}
+			line = line[:start-1]
+		}
+	})
+}
