@@ -76,6 +76,8 @@ func UnmarshalHandler(d *caddyfile.Dispenser, hd *handler.Handler) error {
 		return d.Errf("unexpected token '%s' after the real_ip block", d.Val())
 	}
 	if len(hd.TrustedIPs) == 0 {
+		d.Reset()
+		d.Next() // report it at the directive
 		return d.Err("real_ip needs trusted_ips: list the load balancers or proxies whose headers are believed, e.g. real_ip 10.0.0.0/8")
 	}
 	return nil

@@ -1,9 +1,0 @@
-package main
-
-import (
-	_ "github.com/caddy-realip/realip"
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-	_ "github.com/caddyserver/caddy/v2/modules/standard"
-)
-
-func main() { caddycmd.Main() }
