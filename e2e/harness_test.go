@@ -1,0 +1,227 @@
+// Package e2e runs the real Caddy binary, built once per test run with
+// ../xcaddy.sh, and talks to it over sockets: HTTP requests from several
+// loopback source addresses and over UNIX sockets, raw PROXY headers, and the
+// same cases against nginx for conformance.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var caddyBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "realip-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	caddyBin = os.Getenv("REALIP_CADDY")
+	if caddyBin == "" {
+		caddyBin = filepath.Join(tmp, "caddy")
+		root, _ := filepath.Abs("..")
+		cmd := exec.Command(filepath.Join(root, "xcaddy.sh"), "build", "--output", caddyBin)
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "building caddy with xcaddy.sh: %v\n%s", err, out)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// freePort returns a TCP port that was free a moment ago on host.
+func freePort(t testing.TB, host string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// lockedBuffer collects a process's output for assertions and failure logs.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// caddyProc is a running Caddy, configured through its admin API.
+type caddyProc struct {
+	t     testing.TB
+	cmd   *exec.Cmd
+	admin string
+	logs  *lockedBuffer
+	dir   string
+}
+
+// startCaddy runs the built binary with only an admin endpoint; tests load
+// their configs with POST /load, as users of the admin API do.
+func startCaddy(t testing.TB) *caddyProc {
+	t.Helper()
+	dir := t.TempDir()
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	cfg := fmt.Sprintf(`{"admin":{"listen":%q}}`, admin)
+	cfgFile := filepath.Join(dir, "boot.json")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := &caddyProc{t: t, admin: admin, logs: &lockedBuffer{}, dir: dir}
+	c.cmd = exec.Command(caddyBin, "run", "--config", cfgFile)
+	c.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	c.cmd.Stdout = c.logs
+	c.cmd.Stderr = c.logs
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = c.cmd.Process.Kill()
+		_ = c.cmd.Wait()
+		if t.Failed() {
+			t.Logf("caddy output:\n%s", c.logs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + admin + "/config/")
+		if err == nil {
+			resp.Body.Close()
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("caddy admin API did not come up: %v\n%s", err, c.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// post sends a config to /load and returns the status and body.
+func (c *caddyProc) post(body, contentType string) (int, string) {
+	c.t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+c.admin+"/load", strings.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// loadCaddyfile loads a Caddyfile; the admin endpoint is kept.
+func (c *caddyProc) loadCaddyfile(caddyfile string) {
+	c.t.Helper()
+	body := fmt.Sprintf("{\n\tadmin %s\n\tskip_install_trust\n\tstorage file_system %s\n}\n%s", c.admin, c.dir, caddyfile)
+	if code, msg := c.post(body, "text/caddyfile"); code != 200 {
+		c.t.Fatalf("load Caddyfile: %d %s\n%s", code, msg, body)
+	}
+}
+
+// loadJSON loads a JSON config whose "apps" are given; admin is kept.
+func (c *caddyProc) loadJSON(apps string) {
+	c.t.Helper()
+	body := fmt.Sprintf(`{"admin":{"listen":%q},"apps":%s}`, c.admin, apps)
+	if code, msg := c.post(body, "application/json"); code != 200 {
+		c.t.Fatalf("load JSON: %d %s\n%s", code, msg, body)
+	}
+}
+
+// dialFrom returns a dialer whose connections leave from the loopback
+// address src (127.0.0.0/8 is all loopback on Linux).
+func dialFrom(src string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	return d.DialContext
+}
+
+// rawRequest sends one raw HTTP/1.1 request on conn and returns the
+// response body. Raw, so that header lines go out exactly as written.
+func rawRequest(t testing.TB, conn net.Conn, host string, headers []string) (string, error) {
+	t.Helper()
+	defer conn.Close()
+	var b strings.Builder
+	fmt.Fprintf(&b, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", host)
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("\r\n")
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, b.String()); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+	return strings.TrimSpace(string(body)), err
+}
+
+// getFrom sends a request from source address src to a TCP address and
+// returns the body and the client's local port.
+func getFrom(t testing.TB, src, addr string, headers []string) (body string, localPort int) {
+	t.Helper()
+	conn, err := dialFrom(src)(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, src, err)
+	}
+	localPort = conn.LocalAddr().(*net.TCPAddr).Port
+	body, err = rawRequest(t, conn, "localhost", headers)
+	if err != nil {
+		t.Fatalf("request to %s from %s: %v", addr, src, err)
+	}
+	return body, localPort
+}
+
+// getUnix sends a request over a UNIX socket.
+func getUnix(t testing.TB, path string, headers []string) string {
+	t.Helper()
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial %s: %v", path, err)
+	}
+	body, err := rawRequest(t, conn, "localhost", headers)
+	if err != nil {
+		t.Fatalf("request to %s: %v", path, err)
+	}
+	return body
+}
