@@ -49,15 +49,28 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// freePort returns a TCP port that was free a moment ago on host.
-func freePort(t testing.TB, host string) int {
+// freePorts returns n distinct TCP ports that were free a moment ago on
+// every address: each is held by a dual-stack wildcard listener until all n
+// are found, so none is handed out twice.
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]int, 0, n)
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "[::]:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
+}
+
+// freePort returns one TCP port that was free a moment ago. Tests that
+// need several take them from one freePorts call.
+func freePort(t testing.TB, _ string) int {
+	t.Helper()
+	return freePorts(t, 1)[0]
 }
 
 // lockedBuffer collects a process's output for assertions and failure logs.
