@@ -13,4 +13,5 @@ package realip
 import (
 	_ "github.com/caddy-realip/realip/caddyfile"
 	_ "github.com/caddy-realip/realip/handler"
+	_ "github.com/caddy-realip/realip/listenerwrapper"
 )

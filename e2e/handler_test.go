@@ -276,4 +276,3 @@ http://localhost:%d {
 		t.Errorf("access log: %s", line)
 	}
 }
-

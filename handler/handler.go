@@ -4,7 +4,9 @@
 package handler
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/caddy-realip/realip/internal/conninfo"
 	"github.com/caddy-realip/realip/internal/forwarded"
 	"github.com/caddy-realip/realip/internal/ipset"
 )
@@ -118,8 +121,29 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if h.header == HeaderXForwardedFor {
 			h.mode = modeXFF
 		}
+		return nil
+	}
+	// Kong documents that real_ip_header proxy_protocol needs a
+	// proxy_protocol listener but never checks, and silently answers with
+	// the load balancer's address; here it is a config error.
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && !hasRealIPListenerWrapper(srv) {
+		return fmt.Errorf("real_ip: real_ip_header proxy_protocol needs the real_ip listener wrapper on this server, listed before tls: " +
+			"in the Caddyfile's global options, servers { listener_wrappers { real_ip <trusted_ips...> \n tls } }; " +
+			"in JSON, \"listener_wrappers\": [{\"wrapper\":\"real_ip\",\"trusted_ips\":[...]}, {\"wrapper\":\"tls\"}]")
 	}
 	return nil
+}
+
+func hasRealIPListenerWrapper(srv *caddyhttp.Server) bool {
+	for _, raw := range srv.ListenerWrappersRaw {
+		var w struct {
+			Wrapper string `json:"wrapper"`
+		}
+		if json.Unmarshal(raw, &w) == nil && w.Wrapper == "real_ip" {
+			return true
+		}
+	}
+	return false
 }
 
 // Validate is here for the interface guard; Provision does the checking.
@@ -137,9 +161,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // next handler.
 func (h *Handler) apply(r *http.Request) {
 	res := &result{source: sourcePeer}
+	if a := conninfo.FromContext(r.Context()); a != nil {
+		res.conn = a.Get()
+	}
 	res.peer, res.peerUnix = parseRemoteAddr(r.RemoteAddr)
 	res.peerText = r.RemoteAddr
 	res.client = res.peer
+	if h.mode == modeProxyProtocol {
+		// The peer is the load balancer itself, as nginx's
+		// $realip_remote_addr is with real_ip_header proxy_protocol.
+		res.peer, res.peerUnix, res.peerText = physicalPeer(res.conn, res.peer, res.peerUnix, res.peerText)
+	}
 	res.trusted = h.peerTrusted(res.peer, res.peerUnix)
 
 	if res.trusted {
@@ -153,11 +185,16 @@ func (h *Handler) apply(r *http.Request) {
 				e, found = walk(lines[:1], h.RealIPRecursive, h.trusted)
 			}
 		case modeProxyProtocol:
-			// Filled in by the listener wrapper's connection data.
+			if res.conn != nil && res.conn.Source.IsValid() {
+				e, found = forwarded.Entry{Addr: res.conn.Source.Addr(), Port: res.conn.Source.Port()}, true
+			}
 		}
 		if found {
 			res.client = netip.AddrPortFrom(e.Addr, e.Port)
 			res.source = sourceHeader
+			if h.mode == modeProxyProtocol {
+				res.source = sourceProxyProtocol
+			}
 			r.RemoteAddr = res.client.String()
 			caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, hostOf(r.RemoteAddr))
 		}
@@ -175,6 +212,23 @@ func (h *Handler) peerTrusted(peer netip.AddrPort, unix bool) bool {
 		return h.trusted.ContainsUnix()
 	}
 	return h.trusted.Contains(peer.Addr())
+}
+
+// physicalPeer returns the socket's peer of a connection that came through
+// the real_ip listener wrapper, or the given peer when there is none.
+func physicalPeer(info *conninfo.Info, peer netip.AddrPort, unix bool, text string) (netip.AddrPort, bool, string) {
+	if info == nil || info.Physical == nil {
+		return peer, unix, text
+	}
+	switch a := info.Physical.(type) {
+	case *net.TCPAddr:
+		ap := a.AddrPort()
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		return ap, false, ap.String()
+	case *net.UnixAddr:
+		return netip.AddrPort{}, true, "@"
+	}
+	return peer, unix, text
 }
 
 // parseRemoteAddr reads r.RemoteAddr. Go's server reports peers on a UNIX

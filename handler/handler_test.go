@@ -121,8 +121,8 @@ func TestAppliesOncePerRequest(t *testing.T) {
 
 func TestProvisionErrors(t *testing.T) {
 	cases := map[string]Handler{
-		"trusted_ips is required":        {},
-		"got 'bogus'":                    {TrustedIPs: []string{"10.0.0.1", "bogus"}},
+		"trusted_ips is required":       {},
+		"got 'bogus'":                   {TrustedIPs: []string{"10.0.0.1", "bogus"}},
 		"'X Bad' is not a valid header": {TrustedIPs: []string{"10.0.0.1"}, RealIPHeader: "X Bad"},
 	}
 	for want, h := range cases {

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-realip/realip/internal/conninfo"
 )
 
 type source uint8
@@ -34,6 +36,7 @@ func (s source) String() string {
 // placeholder only when something reads it.
 type result struct {
 	req      *http.Request
+	conn     *conninfo.Info // set when the connection came through the real_ip listener wrapper
 	peer     netip.AddrPort
 	peerUnix bool
 	peerText string // r.RemoteAddr as the handler received it
@@ -75,6 +78,9 @@ func (res *result) replace(key string) (any, bool) {
 	}
 	if up, ok := strings.CutPrefix(name, "upstream."); ok {
 		return res.upstream(up)
+	}
+	if pp, ok := strings.CutPrefix(name, "proxy_protocol."); ok {
+		return proxyProtocolPlaceholder(res.conn, pp)
 	}
 	return nil, false
 }

@@ -1,9 +1,9 @@
 package ipset
 
 import (
-	"math/rand/v2"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"

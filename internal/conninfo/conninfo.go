@@ -1,0 +1,84 @@
+// Package conninfo carries what the real_ip listener wrapper learnt about a
+// connection to the real_ip HTTP handler.
+//
+// Caddy wraps every accepted connection in types of its own before net/http
+// sees it, so the handler cannot reach the listener's connection type; but
+// RemoteAddr passes through untouched. The listener wrapper therefore makes
+// RemoteAddr return an *Addr, which the handler picks up per connection
+// through the server's ConnContext hook.
+package conninfo
+
+import (
+	"context"
+	"net"
+	"net/netip"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// Addr is the remote address of a connection accepted by the real_ip
+// listener wrapper. Its Network and String report the client (the PROXY
+// header's source when one was honoured, otherwise the physical peer); they
+// wait until the connection's PROXY header has been processed, which happens
+// in the goroutine that first reads from the connection or asks for its
+// address, never in the accept loop.
+type Addr struct {
+	// Ready processes the PROXY header if that has not happened yet. It is
+	// safe to call from several goroutines.
+	Ready func()
+	// Set by the listener before Ready returns:
+	Info Info
+}
+
+// Info is what is known about a connection once its header was processed.
+type Info struct {
+	Physical net.Addr          // the socket's peer (the load balancer)
+	Trusted  bool              // Physical is in the listener's trusted_ips
+	Header   *proxyproto.Header // the header honoured, or nil
+	// Source is the header's source address when it became the connection's
+	// remote address (command PROXY, TCP over IPv4 or IPv6).
+	Source  netip.AddrPort
+	Client  net.Addr // what RemoteAddr reports: Source as a *net.TCPAddr, or Physical
+	clientS string
+}
+
+// SetClient records the client address and its text.
+func (i *Info) SetClient(a net.Addr) {
+	i.Client = a
+	i.clientS = a.String()
+}
+
+// Network reports the client's network.
+func (a *Addr) Network() string {
+	a.Ready()
+	return a.Info.Client.Network()
+}
+
+// String reports the client address.
+func (a *Addr) String() string {
+	a.Ready()
+	return a.Info.clientS
+}
+
+// Get returns the connection information, waiting for the header.
+func (a *Addr) Get() *Info {
+	a.Ready()
+	return &a.Info
+}
+
+type ctxKey struct{}
+
+// WithConn stores c's *Addr, if it has one, in ctx. It does not wait for the
+// header: it runs in the server's accept loop.
+func WithConn(ctx context.Context, c net.Conn) context.Context {
+	if a, ok := c.RemoteAddr().(*Addr); ok {
+		return context.WithValue(ctx, ctxKey{}, a)
+	}
+	return ctx
+}
+
+// FromContext returns the connection's *Addr stored by WithConn, or nil.
+func FromContext(ctx context.Context) *Addr {
+	a, _ := ctx.Value(ctxKey{}).(*Addr)
+	return a
+}

@@ -1,0 +1,167 @@
+// Package listenerwrapper is the real_ip listener wrapper (module
+// caddy.listeners.real_ip): the PROXY protocol, v1 and v2, on a server's
+// TCP and UNIX listeners, as Kong's proxy_protocol listen flag.
+package listenerwrapper
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-realip/realip/internal/conninfo"
+	"github.com/caddy-realip/realip/internal/ipset"
+)
+
+func init() {
+	caddy.RegisterModule(ListenerWrapper{})
+}
+
+// Values of MissingHeader and Untrusted.
+const (
+	MissingReject   = "reject"
+	MissingAllow    = "allow"
+	UntrustedIgnore = "ignore"
+	UntrustedReject = "reject"
+	UntrustedSkip   = "skip"
+
+	defaultTimeout = 5 * time.Second
+)
+
+// ListenerWrapper reads a PROXY protocol header (v1 or v2) at the start of
+// each connection from a trusted sender and makes the header's source the
+// connection's remote address, so r.RemoteAddr, the remote_ip matcher,
+// Caddy's trusted_proxies and every handler see the client.
+//
+// It must be listed before the tls listener wrapper: the PROXY header comes
+// before the TLS handshake. Headers are read in each connection's own
+// goroutine, bounded by Timeout, so a silent sender never delays another
+// connection. A malformed header closes that connection, without a
+// response, and is logged with the peer and the reason.
+type ListenerWrapper struct {
+	// Senders whose PROXY headers are honoured: addresses, CIDRs, "unix:"
+	// and "private_ranges", as the real_ip handler's trusted_ips. Required.
+	TrustedIPs []string `json:"trusted_ips,omitempty"`
+
+	// How long a connection may take to send its header. Default 5s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// A trusted sender that sends no header: "reject" (default) closes the
+	// connection without a response; "allow" serves it with its own address
+	// (health checks, in-cluster callers that bypass the load balancer).
+	MissingHeader string `json:"missing_header,omitempty"`
+
+	// A peer outside trusted_ips: "ignore" (default) serves it with its own
+	// address, reading and throwing away a header it sends; "reject" closes
+	// the connection at once; "skip" reads nothing, its bytes are plain HTTP.
+	Untrusted string `json:"untrusted,omitempty"`
+
+	trusted *ipset.Set
+	timeout time.Duration
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (ListenerWrapper) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "caddy.listeners.real_ip",
+		New: func() caddy.Module { return new(ListenerWrapper) },
+	}
+}
+
+// Provision validates the options and checks the wrapper's place among the
+// server's listener wrappers.
+func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
+	lw.logger = ctx.Logger()
+	set, warnings, err := ipset.Parse(lw.TrustedIPs)
+	if err != nil {
+		return fmt.Errorf("real_ip listener wrapper: %w", err)
+	}
+	if set.Empty() {
+		return fmt.Errorf("real_ip listener wrapper: trusted_ips is required: list the load balancers that send PROXY headers (for example trusted_ips 10.0.0.0/8)")
+	}
+	for _, w := range warnings {
+		lw.logger.Warn(w.String())
+	}
+	lw.trusted = set
+
+	lw.timeout = time.Duration(lw.Timeout)
+	if lw.timeout == 0 {
+		lw.timeout = defaultTimeout
+	}
+	if lw.timeout < 0 {
+		return fmt.Errorf("real_ip listener wrapper: timeout must be positive, got %s", lw.timeout)
+	}
+	switch lw.MissingHeader {
+	case "":
+		lw.MissingHeader = MissingReject
+	case MissingReject, MissingAllow:
+	default:
+		return fmt.Errorf("real_ip listener wrapper: missing_header must be reject or allow, got '%s'", lw.MissingHeader)
+	}
+	switch lw.Untrusted {
+	case "":
+		lw.Untrusted = UntrustedIgnore
+	case UntrustedIgnore, UntrustedReject, UntrustedSkip:
+	default:
+		return fmt.Errorf("real_ip listener wrapper: untrusted must be ignore, reject or skip, got '%s'", lw.Untrusted)
+	}
+
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		if err := checkPlacement(srv); err != nil {
+			return err
+		}
+		// Hand each connection's PROXY data to the real_ip handler.
+		srv.RegisterConnContext(conninfo.WithConn)
+	}
+	return nil
+}
+
+// checkPlacement refuses a config where TLS would come before the PROXY
+// header: the wrapper listed after tls, or tls left out on a server that
+// serves HTTPS (Caddy then puts TLS first).
+func checkPlacement(srv *caddyhttp.Server) error {
+	self, tls := -1, -1
+	for i, raw := range srv.ListenerWrappersRaw {
+		var w struct {
+			Wrapper string `json:"wrapper"`
+		}
+		if json.Unmarshal(raw, &w) != nil {
+			continue
+		}
+		switch w.Wrapper {
+		case "real_ip":
+			if self < 0 {
+				self = i
+			}
+		case "tls":
+			tls = i
+		}
+	}
+	if self < 0 {
+		return nil
+	}
+	const fix = "the PROXY header comes before the TLS handshake: list real_ip before tls in listener_wrappers ({\"wrapper\":\"real_ip\"} then {\"wrapper\":\"tls\"}; in a Caddyfile: listener_wrappers { real_ip {...} tls })"
+	if tls >= 0 && tls < self {
+		return fmt.Errorf("real_ip listener wrapper is listed after tls: %s", fix)
+	}
+	if tls < 0 && len(srv.TLSConnPolicies) > 0 {
+		return fmt.Errorf("real_ip listener wrapper on a server that serves HTTPS without tls in listener_wrappers, so Caddy would put TLS first: %s", fix)
+	}
+	return nil
+}
+
+// WrapListener wraps l.
+func (lw *ListenerWrapper) WrapListener(l net.Listener) net.Listener {
+	return &listener{Listener: l, lw: lw}
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*ListenerWrapper)(nil)
+	_ caddy.ListenerWrapper = (*ListenerWrapper)(nil)
+)
