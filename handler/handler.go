@@ -4,7 +4,6 @@
 package handler
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -126,24 +125,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// Kong documents that real_ip_header proxy_protocol needs a
 	// proxy_protocol listener but never checks, and silently answers with
 	// the load balancer's address; here it is a config error.
-	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && !hasRealIPListenerWrapper(srv) {
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && !conninfo.ServerMarked(srv) {
 		return fmt.Errorf("real_ip: real_ip_header proxy_protocol needs the real_ip listener wrapper on this server, listed before tls: " +
-			"in the Caddyfile's global options, servers { listener_wrappers { real_ip <trusted_ips...> \n tls } }; " +
+			"in the Caddyfile's global options, servers { listener_wrappers { real_ip <trusted_ips...>; tls } } (one per line); " +
 			"in JSON, \"listener_wrappers\": [{\"wrapper\":\"real_ip\",\"trusted_ips\":[...]}, {\"wrapper\":\"tls\"}]")
 	}
 	return nil
-}
-
-func hasRealIPListenerWrapper(srv *caddyhttp.Server) bool {
-	for _, raw := range srv.ListenerWrappersRaw {
-		var w struct {
-			Wrapper string `json:"wrapper"`
-		}
-		if json.Unmarshal(raw, &w) == nil && w.Wrapper == "real_ip" {
-			return true
-		}
-	}
-	return false
 }
 
 // Validate is here for the interface guard; Provision does the checking.

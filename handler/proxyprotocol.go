@@ -25,7 +25,9 @@ func proxyProtocolPlaceholder(info *conninfo.Info, name string) (any, bool) {
 	}
 	h := info.Header
 	if h == nil {
-		return nil, false
+		// No header on this connection: known names are empty.
+		_, known := proxyProtocolNames[name]
+		return "", known
 	}
 	switch name {
 	case "version":
@@ -88,6 +90,12 @@ func proxyProtocolPlaceholder(info *conninfo.Info, name string) (any, bool) {
 		return v, true
 	}
 	return nil, false
+}
+
+var proxyProtocolNames = map[string]struct{}{
+	"version": {}, "command": {}, "src_ip": {}, "src_port": {}, "dst_ip": {}, "dst_port": {},
+	"alpn": {}, "authority": {}, "unique_id": {}, "netns": {}, "aws_vpce_id": {}, "azure_link_id": {},
+	"gcp_psc_id": {}, "ssl.version": {}, "ssl.cn": {}, "ssl.cipher": {}, "ssl.verified": {},
 }
 
 // tlvText is a TLV's value as text, or as hex if it is not printable ASCII

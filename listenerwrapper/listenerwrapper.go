@@ -117,6 +117,7 @@ func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 		}
 		// Hand each connection's PROXY data to the real_ip handler.
 		srv.RegisterConnContext(conninfo.WithConn)
+		conninfo.MarkServer(ctx, srv)
 	}
 	return nil
 }

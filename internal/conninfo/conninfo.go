@@ -12,6 +12,9 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/pires/go-proxyproto"
 )
@@ -81,4 +84,23 @@ func WithConn(ctx context.Context, c net.Conn) context.Context {
 func FromContext(ctx context.Context) *Addr {
 	a, _ := ctx.Value(ctxKey{}).(*Addr)
 	return a
+}
+
+// servers holds the servers (*caddyhttp.Server) whose listeners have the
+// real_ip listener wrapper in the configs now loaded. Caddy drops a server's
+// raw listener_wrappers once they are loaded, so the handler, provisioned
+// later, asks here.
+var servers sync.Map
+
+// MarkServer records that srv has the real_ip listener wrapper, until ctx
+// (the wrapper's module context) is cancelled when its config is unloaded.
+func MarkServer(ctx caddy.Context, srv any) {
+	servers.Store(srv, struct{}{})
+	ctx.OnCancel(func() { servers.Delete(srv) })
+}
+
+// ServerMarked reports whether MarkServer was called for srv.
+func ServerMarked(srv any) bool {
+	_, ok := servers.Load(srv)
+	return ok
 }
