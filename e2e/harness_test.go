@@ -157,7 +157,11 @@ func (c *caddyProc) post(body, contentType string) (int, string) {
 // loadCaddyfile loads a Caddyfile; the admin endpoint is kept.
 func (c *caddyProc) loadCaddyfile(caddyfile string) {
 	c.t.Helper()
-	body := fmt.Sprintf("{\n\tadmin %s\n\tskip_install_trust\n\tstorage file_system %s\n}\n%s", c.admin, c.dir, caddyfile)
+	global := fmt.Sprintf("\n\tadmin %s\n\tskip_install_trust\n\tstorage file_system %s\n", c.admin, c.dir)
+	body := "{" + global + "}\n" + caddyfile
+	if trimmed := strings.TrimSpace(caddyfile); strings.HasPrefix(trimmed, "{") {
+		body = "{" + global + trimmed[1:] // merged into the Caddyfile's own global options
+	}
 	if code, msg := c.post(body, "text/caddyfile"); code != 200 {
 		c.t.Fatalf("load Caddyfile: %d %s\n%s", code, msg, body)
 	}

@@ -272,7 +272,11 @@ func readV2(br *bufio.Reader) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("v2 header cut short: %w", cause(err))
 	}
-	raw := make([]byte, v2FixedLen+int(binary.BigEndian.Uint16(fixed[14:16])))
+	n := int(binary.BigEndian.Uint16(fixed[14:16]))
+	if n > int(proxyproto.MaxV2HeaderSize) {
+		return nil, fmt.Errorf("v2 header announces %d bytes after the fixed part, more than the %d accepted", n, proxyproto.MaxV2HeaderSize)
+	}
+	raw := make([]byte, v2FixedLen+n)
 	if _, err := io.ReadFull(br, raw); err != nil {
 		return nil, fmt.Errorf("v2 header cut short (%d bytes announced): %w", len(raw), cause(err))
 	}
@@ -295,15 +299,32 @@ func cause(err error) error {
 // parseHeader parses exactly the header's bytes with go-proxyproto and
 // verifies a CRC32C TLV, which go-proxyproto does not.
 func parseHeader(raw []byte) (*proxyproto.Header, error) {
+	// go-proxyproto refuses command PROXY with family UNSPEC; the spec leaves
+	// that to the receiver, and here it means "keep the connection's own
+	// address", as LOCAL does. So it is parsed as LOCAL and marked PROXY.
+	proxyUnspec := len(raw) >= v2FixedLen && bytes.HasPrefix(raw, sigV2) && raw[12] == 0x21 && raw[13] == 0x00
+	if proxyUnspec {
+		raw = append([]byte(nil), raw...)
+		raw[12] = 0x20
+	}
 	size := max(len(raw), 16)
 	h, err := proxyproto.Read(bufio.NewReaderSize(bytes.NewReader(raw), size))
 	if err != nil {
 		return nil, err
 	}
 	if h.Version == 2 {
+		// go-proxyproto splits TLVs only on demand; a header whose TLVs do
+		// not add up to its length is malformed now, not when a placeholder
+		// asks.
+		if _, err := h.TLVs(); err != nil {
+			return nil, err
+		}
 		if err := verifyCRC32C(raw); err != nil {
 			return nil, err
 		}
+	}
+	if proxyUnspec {
+		h.Command = proxyproto.PROXY
 	}
 	return h, nil
 }

@@ -1,0 +1,140 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// vector is one PROXY header from testdata/proxyproto/vectors.json.
+type vector struct {
+	Name   string `json:"name"`
+	Text   string `json:"text"`
+	Hex    string `json:"hex"`
+	Expect string `json:"expect"` // "ip:port", "peer" or "close"
+	Nginx  string `json:"nginx"`  // nginx's answer where it differs, with Why
+	Why    string `json:"why"`
+	// What an untrusted peer gets (untrusted ignore) where it is not simply
+	// "peer" for a valid header and "close" for a malformed one.
+	Untrusted string `json:"untrusted"`
+}
+
+func (v vector) bytes(t testing.TB) []byte {
+	if v.Hex != "" {
+		b, err := hex.DecodeString(v.Hex)
+		if err != nil {
+			t.Fatalf("%s: %v", v.Name, err)
+		}
+		return b
+	}
+	return []byte(v.Text)
+}
+
+func loadVectors(t testing.TB) []vector {
+	t.Helper()
+	b, err := os.ReadFile("../testdata/proxyproto/vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vs []vector
+	if err := json.Unmarshal(b, &vs); err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+// outcome is what a server did with one connection.
+type outcome struct {
+	closed bool   // closed (or reset) without any response
+	status int    // HTTP status otherwise
+	body   string // response body
+	local  net.Addr
+}
+
+// client address the server reported, normalised: "peer" when it is the
+// connection's own address.
+func (o outcome) String() string {
+	if o.closed {
+		return "close"
+	}
+	if o.status != 200 {
+		return fmt.Sprintf("status %d", o.status)
+	}
+	addr, port, _ := strings.Cut(o.body, " ")
+	if port == "" {
+		port = "0"
+	}
+	if la, ok := o.local.(*net.TCPAddr); ok && port == fmt.Sprint(la.Port) {
+		if a, ok := netipFrom(addr); ok && a == la.AddrPort().Addr().Unmap().String() {
+			return "peer"
+		}
+	}
+	if addr == "unix:" || addr == "@" {
+		return "peer"
+	}
+	return net.JoinHostPort(addr, port)
+}
+
+func netipFrom(s string) (string, bool) {
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return "", false
+	}
+	if v4 := ip.To4(); v4 != nil {
+		return v4.String(), true
+	}
+	return ip.String(), true
+}
+
+// exchange sends prefix (a PROXY header, or anything) and then an HTTP/1.1
+// request on a new connection from src to addr ("unix:/path" for a UNIX
+// socket) and reports what came back. The server is given wait to answer.
+func exchange(t testing.TB, network, src, addr string, prefix []byte, wait time.Duration) outcome {
+	t.Helper()
+	var conn net.Conn
+	var err error
+	if network == "unix" {
+		conn, err = net.Dial("unix", addr)
+	} else {
+		conn, err = dialFrom(src)(context.Background(), "tcp", addr)
+	}
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer conn.Close()
+	o := outcome{local: conn.LocalAddr()}
+	req := "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+	_ = conn.SetDeadline(time.Now().Add(wait))
+	if _, err := conn.Write(append(append([]byte(nil), prefix...), req...)); err != nil {
+		o.closed = true
+		return o
+	}
+	all, err := io.ReadAll(conn)
+	if len(all) == 0 {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("no answer and no close within %s", wait)
+		}
+		o.closed = true
+		return o
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(all)), nil)
+	if err != nil {
+		t.Fatalf("bad response %q: %v", all, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	o.status = resp.StatusCode
+	o.body = strings.TrimSpace(string(body))
+	return o
+}
