@@ -15,7 +15,9 @@ import (
 // a connection that carried a PROXY header.
 func proxyProtocolPlaceholder(info *conninfo.Info, name string) (any, bool) {
 	if info == nil {
-		return nil, false
+		// Not through the real_ip listener wrapper: known names are empty.
+		_, known := proxyProtocolNames[name]
+		return "", known || name == "conn_ip" || name == "conn_port"
 	}
 	switch name {
 	case "conn_ip":
