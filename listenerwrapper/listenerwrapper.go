@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -114,6 +115,9 @@ func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
 		if err := checkPlacement(srv); err != nil {
 			return err
+		}
+		if len(srv.TLSConnPolicies) > 0 && (len(srv.Protocols) == 0 || slices.Contains(srv.Protocols, "h3")) {
+			lw.logger.Warn("HTTP/3 is enabled on this server: QUIC runs over UDP and carries no PROXY header, so HTTP/3 clients are seen with the load balancer's address; set protocols h1 h2 on the server unless the load balancer terminates QUIC")
 		}
 		// Hand each connection's PROXY data to the real_ip handler.
 		srv.RegisterConnContext(conninfo.WithConn)
