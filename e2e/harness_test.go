@@ -145,6 +145,9 @@ func (c *caddyProc) post(body, contentType string) (int, string) {
 	c.t.Helper()
 	req, _ := http.NewRequest("POST", "http://"+c.admin+"/load", strings.NewReader(body))
 	req.Header.Set("Content-Type", contentType)
+	// Each load restarts the admin endpoint, which drops kept-alive
+	// connections: use a new one every time.
+	req.Close = true
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)

@@ -112,11 +112,26 @@ func exchange(t testing.TB, network, src, addr string, prefix []byte, wait time.
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
+	req := "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+	return roundTrip(t, conn, append(append([]byte(nil), prefix...), req...), wait)
+}
+
+// exchangeRaw sends data, which holds the whole request, from 127.0.0.1.
+func exchangeRaw(t testing.TB, addr string, data []byte, wait time.Duration) outcome {
+	t.Helper()
+	conn, err := dialFrom("127.0.0.1")(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	return roundTrip(t, conn, data, wait)
+}
+
+func roundTrip(t testing.TB, conn net.Conn, data []byte, wait time.Duration) outcome {
+	t.Helper()
 	defer conn.Close()
 	o := outcome{local: conn.LocalAddr()}
-	req := "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 	_ = conn.SetDeadline(time.Now().Add(wait))
-	if _, err := conn.Write(append(append([]byte(nil), prefix...), req...)); err != nil {
+	if _, err := conn.Write(data); err != nil {
 		o.closed = true
 		return o
 	}
