@@ -97,13 +97,13 @@ func TestProxyPlaceholdersAndTLVs(t *testing.T) {
 			"dst_ip": "10.0.0.1", "dst_port": "443", "conn_ip": "127.0.0.1", "aws_vpce_id": "vpce-0123456789abcdef0",
 			"client_ip": "203.0.113.9", "source": "proxy_protocol", "peer": "127.0.0.1", "alpn": ""},
 		"v2 ALPN, AUTHORITY, UNIQUE_ID, NOOP": {"alpn": "h2", "authority": "shop.example", "unique_id": "req-42"},
-		"v2 SSL TLV": {"ssl.version": "TLSv1.3", "ssl.cn": "client.example", "ssl.cipher": "TLS_AES_128_GCM_SHA256", "ssl.verified": "true"},
-		"v2 Azure Private Link TLV": {"azure_link_id": "123456"},
-		"v2 GCP PSC TLV":            {"gcp_psc_id": "987654321"},
-		"v2 NETNS TLV":              {"netns": "blue"},
-		"v2 LOCAL":                  {"command": "LOCAL", "client_ip": "127.0.0.1", "source": "peer", "src_ip": ""},
-		"v1 TCP6":                   {"version": "1", "src_ip": "2001:db8::9", "dst_ip": "2001:db8::1", "client_ip": "2001:db8::9"},
-		"v1 UNKNOWN":                {"version": "1", "client_ip": "127.0.0.1", "source": "peer"},
+		"v2 SSL TLV":                          {"ssl.version": "TLSv1.3", "ssl.cn": "client.example", "ssl.cipher": "TLS_AES_128_GCM_SHA256", "ssl.verified": "true"},
+		"v2 Azure Private Link TLV":           {"azure_link_id": "123456"},
+		"v2 GCP PSC TLV":                      {"gcp_psc_id": "987654321"},
+		"v2 NETNS TLV":                        {"netns": "blue"},
+		"v2 LOCAL":                            {"command": "LOCAL", "client_ip": "127.0.0.1", "source": "peer", "src_ip": ""},
+		"v1 TCP6":                             {"version": "1", "src_ip": "2001:db8::9", "dst_ip": "2001:db8::1", "client_ip": "2001:db8::9"},
+		"v1 UNKNOWN":                          {"version": "1", "client_ip": "127.0.0.1", "source": "peer"},
 	}
 	for name, want := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -374,10 +374,10 @@ func TestListenerWrapperConfigErrors(t *testing.T) {
 		// proxy_protocol without the wrapper
 		fmt.Sprintf(`{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],
 			"routes":[{"handle":[{"handler":"real_ip","trusted_ips":["10.0.0.0/8"],"real_ip_header":"proxy_protocol"}]}]}}}}`, port): "real_ip_header proxy_protocol needs the real_ip listener wrapper",
-		fmt.Sprintf(`{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"listener_wrappers":[{"wrapper":"real_ip"}]}}}}`, port):                                               "trusted_ips is required",
+		fmt.Sprintf(`{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"listener_wrappers":[{"wrapper":"real_ip"}]}}}}`, port):                                                      "trusted_ips is required",
 		fmt.Sprintf(`{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"listener_wrappers":[{"wrapper":"real_ip","trusted_ips":["10.0.0.0/8"],"missing_header":"drop"}]}}}}`, port): "missing_header must be reject or allow, got 'drop'",
-		fmt.Sprintf(`{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"listener_wrappers":[{"wrapper":"real_ip","trusted_ips":["10.0.0.0/8"],"untrusted":"deny"}]}}}}`, port):     "untrusted must be ignore, reject or skip, got 'deny'",
-		fmt.Sprintf(`{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"listener_wrappers":[{"wrapper":"real_ip","trusted_ips":["10.0.0.0/80"]}]}}}}`, port):                      "got '10.0.0.0/80'",
+		fmt.Sprintf(`{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"listener_wrappers":[{"wrapper":"real_ip","trusted_ips":["10.0.0.0/8"],"untrusted":"deny"}]}}}}`, port):      "untrusted must be ignore, reject or skip, got 'deny'",
+		fmt.Sprintf(`{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"listener_wrappers":[{"wrapper":"real_ip","trusted_ips":["10.0.0.0/80"]}]}}}}`, port):                        "got '10.0.0.0/80'",
 	}
 	for cfg, want := range cases {
 		code, msg := c.post(fmt.Sprintf(`{"admin":{"listen":%q},"apps":%s}`, c.admin, cfg), "application/json")

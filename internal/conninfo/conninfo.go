@@ -35,8 +35,8 @@ type Addr struct {
 
 // Info is what is known about a connection once its header was processed.
 type Info struct {
-	Physical net.Addr          // the socket's peer (the load balancer)
-	Trusted  bool              // Physical is in the listener's trusted_ips
+	Physical net.Addr           // the socket's peer (the load balancer)
+	Trusted  bool               // Physical is in the listener's trusted_ips
 	Header   *proxyproto.Header // the header honoured, or nil
 	// Source is the header's source address when it became the connection's
 	// remote address (command PROXY, TCP over IPv4 or IPv6).
