@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -307,4 +309,56 @@ func BenchmarkConnections(b *testing.B) {
 		lw := provisioned(b, ListenerWrapper{TrustedIPs: []string{"127.0.0.1"}})
 		benchmarkConnections(b, lw.WrapListener, true)
 	})
+}
+
+// TestConcurrentConnections serves many connections at once through an
+// http.Server on the wrapped listener — valid headers, malformed ones, none,
+// silent senders — so that go test -race sees the real concurrent paths.
+func TestConcurrentConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw := provisioned(t, ListenerWrapper{TrustedIPs: []string{"127.0.0.1"}, Timeout: caddy.Duration(300 * time.Millisecond)})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.RemoteAddr)
+	})}
+	go func() { _ = srv.Serve(lw.WrapListener(ln)) }()
+	defer srv.Close()
+	addr := ln.Addr().String()
+	vectors := loadVectors(t)
+	errs := make(chan error, 1000)
+	var wg sync.WaitGroup
+	for g := 0; g < 20; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 15; i++ {
+				v := vectors[(g*15+i)%len(vectors)]
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if i%7 == 3 { // a silent sender
+					time.Sleep(10 * time.Millisecond)
+					c.Close()
+					continue
+				}
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				_, _ = c.Write(append(v.bytes(), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"...))
+				got, _ := io.ReadAll(c)
+				c.Close()
+				closed := len(got) == 0
+				if closed != (v.Expect == "close") {
+					errs <- fmt.Errorf("%s: got %q", v.Name, got)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
