@@ -33,14 +33,11 @@ func parseRealIP(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 // UnmarshalHandler fills hd from a real_ip directive.
 func UnmarshalHandler(d *caddyfile.Dispenser, hd *handler.Handler) error {
 	d.Next() // the directive's name
-	if d.NextArg() {
-		d.Prev()
-		ips, err := TrustedIPs(d)
-		if err != nil {
-			return err
-		}
-		hd.TrustedIPs = append(hd.TrustedIPs, ips...)
+	ips, err := InlineTrustedIPs(d)
+	if err != nil {
+		return err
 	}
+	hd.TrustedIPs = ips
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		switch d.Val() {

@@ -31,6 +31,16 @@ func TrustedIPs(d *caddyfile.Dispenser) ([]string, error) {
 	return args, nil
 }
 
+// InlineTrustedIPs reads the arguments after a directive's or wrapper's
+// name (the one-line shorthand for trusted_ips), if there are any.
+func InlineTrustedIPs(d *caddyfile.Dispenser) ([]string, error) {
+	if !d.NextArg() {
+		return nil, nil
+	}
+	d.Prev()
+	return TrustedIPs(d)
+}
+
 // OnOff reads exactly one on/off argument; true/false are accepted too.
 func OnOff(d *caddyfile.Dispenser) (bool, error) {
 	name := d.Val()

@@ -4,6 +4,7 @@
 package handler
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -94,15 +95,12 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision validates the configuration and builds the trusted set.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	set, warnings, err := ipset.Parse(h.TrustedIPs)
-	if err != nil {
-		return fmt.Errorf("real_ip: %w", err)
-	}
-	if set.Empty() {
+	set, err := ipset.Build(h.TrustedIPs, h.logger)
+	if errors.Is(err, ipset.ErrEmpty) {
 		return fmt.Errorf("real_ip: trusted_ips is required: list the load balancers or proxies whose headers are believed (for example trusted_ips 10.0.0.0/8)")
 	}
-	for _, w := range warnings {
-		h.logger.Warn(w.String())
+	if err != nil {
+		return fmt.Errorf("real_ip: %w", err)
 	}
 	h.trusted = set
 

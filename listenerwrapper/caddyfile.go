@@ -17,14 +17,11 @@ import (
 //	}
 func (lw *ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the wrapper's name
-	if d.NextArg() {
-		d.Prev()
-		ips, err := realipcf.TrustedIPs(d)
-		if err != nil {
-			return err
-		}
-		lw.TrustedIPs = append(lw.TrustedIPs, ips...)
+	ips, err := realipcf.InlineTrustedIPs(d)
+	if err != nil {
+		return err
 	}
+	lw.TrustedIPs = ips
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		switch d.Val() {

@@ -5,6 +5,7 @@ package listenerwrapper
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -78,15 +79,12 @@ func (ListenerWrapper) CaddyModule() caddy.ModuleInfo {
 // server's listener wrappers.
 func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 	lw.logger = ctx.Logger()
-	set, warnings, err := ipset.Parse(lw.TrustedIPs)
-	if err != nil {
-		return fmt.Errorf("real_ip listener wrapper: %w", err)
-	}
-	if set.Empty() {
+	set, err := ipset.Build(lw.TrustedIPs, lw.logger)
+	if errors.Is(err, ipset.ErrEmpty) {
 		return fmt.Errorf("real_ip listener wrapper: trusted_ips is required: list the load balancers that send PROXY headers (for example trusted_ips 10.0.0.0/8)")
 	}
-	for _, w := range warnings {
-		lw.logger.Warn(w.String())
+	if err != nil {
+		return fmt.Errorf("real_ip listener wrapper: %w", err)
 	}
 	lw.trusted = set
 

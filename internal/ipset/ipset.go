@@ -7,11 +7,13 @@
 package ipset
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
 // Token values with a meaning of their own.
@@ -85,6 +87,25 @@ func Expand(tokens []string) []string {
 		}
 	}
 	return out
+}
+
+// ErrEmpty is returned by Build for a list that trusts nothing.
+var ErrEmpty = errors.New("trusted_ips is required")
+
+// Build is Parse for a module's Provision: warnings go to logger, and an
+// empty list is ErrEmpty.
+func Build(tokens []string, logger *zap.Logger) (*Set, error) {
+	s, warnings, err := Parse(tokens)
+	if err != nil {
+		return nil, err
+	}
+	if s.Empty() {
+		return nil, ErrEmpty
+	}
+	for _, w := range warnings {
+		logger.Warn(w.String())
+	}
+	return s, nil
 }
 
 // Parse builds a Set from trusted_ips tokens (see Expand for the token

@@ -7,6 +7,9 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestParseAndContains(t *testing.T) {
@@ -195,5 +198,22 @@ func TestAgainstLinearScan(t *testing.T) {
 				t.Fatalf("%s in %v: got %v want %v", a, tokens, got, want)
 			}
 		}
+	}
+}
+
+func TestBuild(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	if _, err := Build([]string{"", " , "}, zap.New(core)); !errors.Is(err, ErrEmpty) {
+		t.Errorf("empty list: %v", err)
+	}
+	if _, err := Build([]string{"10.0.0.1", "x"}, zap.New(core)); err == nil || !strings.Contains(err.Error(), "got 'x'") {
+		t.Errorf("bad entry: %v", err)
+	}
+	s, err := Build([]string{"10.9.9.9/8"}, zap.New(core))
+	if err != nil || !s.Contains(netip.MustParseAddr("10.1.1.1")) {
+		t.Fatalf("%v %v", s, err)
+	}
+	if logs.Len() != 1 || !strings.Contains(logs.All()[0].Message, "'10.9.9.9/8' has host bits set; using 10.0.0.0/8") {
+		t.Errorf("warnings logged: %v", logs.All())
 	}
 }
