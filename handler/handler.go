@@ -131,9 +131,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Validate is here for the interface guard; Provision does the checking.
-func (h *Handler) Validate() error { return nil }
-
 // ServeHTTP applies the realip rules and calls the next handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if _, done := caddyhttp.GetVar(r.Context(), appliedVarKey).(*result); !done {
@@ -232,6 +229,5 @@ func parseRemoteAddr(s string) (netip.AddrPort, bool) {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
-	_ caddy.Validator             = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

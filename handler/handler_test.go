@@ -181,7 +181,11 @@ func benchRequests(peer string, header http.Header) func() *http.Request {
 	parent := base.Context()
 	return func() *http.Request {
 		delete(vars, appliedVarKey)
-		r := base.WithContext(context.WithValue(parent, caddy.ReplacerCtxKey, caddy.NewReplacer()))
+		repl := caddy.NewReplacer()
+		// Caddy's server adds its HTTP placeholders to every request's
+		// replacer before the handlers run; so does this.
+		repl.Map(func(string) (any, bool) { return nil, false })
+		r := base.WithContext(context.WithValue(parent, caddy.ReplacerCtxKey, repl))
 		r.RemoteAddr = peer
 		return r
 	}

@@ -111,8 +111,13 @@ func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 	}
 
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
-		if err := checkPlacement(srv); err != nil {
+		before, err := checkPlacement(srv)
+		if err != nil {
 			return err
+		}
+		if len(before) > 0 {
+			lw.logger.Warn("listener wrappers listed before real_ip see the PROXY header's bytes as if they were the client's; list real_ip first unless they are meant to",
+				zap.Strings("before_real_ip", before))
 		}
 		if len(srv.TLSConnPolicies) > 0 && (len(srv.Protocols) == 0 || slices.Contains(srv.Protocols, "h3")) {
 			lw.logger.Warn("HTTP/3 is enabled on this server: QUIC runs over UDP and carries no PROXY header, so HTTP/3 clients are seen with the load balancer's address; set protocols h1 h2 on the server unless the load balancer terminates QUIC")
@@ -126,9 +131,12 @@ func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 
 // checkPlacement refuses a config where TLS would come before the PROXY
 // header: the wrapper listed after tls, or tls left out on a server that
-// serves HTTPS (Caddy then puts TLS first).
-func checkPlacement(srv *caddyhttp.Server) error {
+// serves HTTPS (Caddy then puts TLS first). It returns the other wrappers
+// listed before this one. It runs while Caddy loads the server's
+// listener_wrappers, the only time their raw config is still there.
+func checkPlacement(srv *caddyhttp.Server) ([]string, error) {
 	self, tls := -1, -1
+	var names []string
 	for i, raw := range srv.ListenerWrappersRaw {
 		var w struct {
 			Wrapper string `json:"wrapper"`
@@ -136,6 +144,7 @@ func checkPlacement(srv *caddyhttp.Server) error {
 		if json.Unmarshal(raw, &w) != nil {
 			continue
 		}
+		names = append(names, w.Wrapper)
 		switch w.Wrapper {
 		case "real_ip":
 			if self < 0 {
@@ -146,16 +155,16 @@ func checkPlacement(srv *caddyhttp.Server) error {
 		}
 	}
 	if self < 0 {
-		return nil
+		return nil, nil
 	}
 	const fix = "the PROXY header comes before the TLS handshake: list real_ip before tls in listener_wrappers ({\"wrapper\":\"real_ip\"} then {\"wrapper\":\"tls\"}; in a Caddyfile: listener_wrappers { real_ip {...} tls })"
 	if tls >= 0 && tls < self {
-		return fmt.Errorf("real_ip listener wrapper is listed after tls: %s", fix)
+		return nil, fmt.Errorf("real_ip listener wrapper is listed after tls: %s", fix)
 	}
 	if tls < 0 && len(srv.TLSConnPolicies) > 0 {
-		return fmt.Errorf("real_ip listener wrapper on a server that serves HTTPS without tls in listener_wrappers, so Caddy would put TLS first: %s", fix)
+		return nil, fmt.Errorf("real_ip listener wrapper on a server that serves HTTPS without tls in listener_wrappers, so Caddy would put TLS first: %s", fix)
 	}
-	return nil
+	return names[:self], nil
 }
 
 // WrapListener wraps l.
