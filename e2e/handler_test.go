@@ -276,3 +276,36 @@ http://localhost:%d {
 		t.Errorf("access log: %s", line)
 	}
 }
+
+// TestMatchersSeeTheClient: remote_ip and client_ip matchers on later
+// routes match the client found by real_ip, with no order line, and the
+// Caddyfile shorthands {client_ip} and {remote_host} show it.
+func TestMatchersSeeTheClient(t *testing.T) {
+	c := startCaddy(t)
+	port := freePort(t, "")
+	c.loadCaddyfile(fmt.Sprintf(`
+http://localhost:%d {
+	bind 127.0.0.1
+	@office remote_ip 203.0.113.0/24
+	@clients client_ip 198.51.100.0/24
+	respond @office "office {client_ip} {remote_host}"
+	respond @clients "clients {client_ip} {remote_host}"
+	respond "other {client_ip} {remote_host}"
+	real_ip 127.0.0.1 {
+		real_ip_header X-Forwarded-For
+	}
+}`, port))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for xff, want := range map[string]string{
+		"203.0.113.5":  "office 203.0.113.5 203.0.113.5",
+		"198.51.100.8": "clients 198.51.100.8 198.51.100.8",
+		"192.0.2.1":    "other 192.0.2.1 192.0.2.1",
+	} {
+		if body, _ := getFrom(t, "127.0.0.1", addr, []string{"X-Forwarded-For: " + xff}); body != want {
+			t.Errorf("%s: %q, want %q", xff, body, want)
+		}
+	}
+	if body, _ := getFrom(t, "127.0.0.2", addr, []string{"X-Forwarded-For: 203.0.113.5"}); body != "other 127.0.0.2 127.0.0.2" {
+		t.Errorf("untrusted: %q", body)
+	}
+}
