@@ -31,7 +31,7 @@ const (
 	HeaderXForwardedFor  = "X-Forwarded-For"
 	HeaderProxyProtocol  = "proxy_protocol"
 	defaultRealIPHeader  = HeaderXRealIP
-	appliedVarKey        = "real_ip.applied" // set once per request; holds *result
+	appliedVarKey        = "real_ip.applied" // set to true once per request
 	placeholderNamespace = "http.real_ip."
 )
 
@@ -133,7 +133,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // ServeHTTP applies the realip rules and calls the next handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if _, done := caddyhttp.GetVar(r.Context(), appliedVarKey).(*result); !done {
+	if done, _ := caddyhttp.GetVar(r.Context(), appliedVarKey).(bool); !done {
 		h.apply(r)
 	}
 	return next.ServeHTTP(w, r)
@@ -142,7 +142,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // apply is ServeHTTP without the once-per-request guard and the call to the
 // next handler.
 func (h *Handler) apply(r *http.Request) {
-	res := &result{source: sourcePeer}
+	// res is a value: its method value below copies it into the one
+	// allocation the placeholders need.
+	res := result{source: sourcePeer}
 	if a := conninfo.FromContext(r.Context()); a != nil {
 		res.conn = a.Get()
 	}
@@ -182,7 +184,7 @@ func (h *Handler) apply(r *http.Request) {
 		}
 	}
 	caddyhttp.SetVar(r.Context(), caddyhttp.TrustedProxyVarKey, res.trusted)
-	caddyhttp.SetVar(r.Context(), appliedVarKey, res)
+	caddyhttp.SetVar(r.Context(), appliedVarKey, true)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		res.req = r
 		repl.Map(res.replace)

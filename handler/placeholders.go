@@ -30,10 +30,10 @@ func (s source) String() string {
 	return "peer"
 }
 
-// result is what the handler decided for one request. It is kept in the
-// request's vars (which also marks the request as done) and answers the
-// {http.real_ip.*} placeholders lazily, so a request pays for the text of a
-// placeholder only when something reads it.
+// result is what the handler decided for one request. Registered with the
+// request's replacer, it answers the {http.real_ip.*} placeholders lazily,
+// so a request pays for the text of a placeholder only when something reads
+// it.
 type result struct {
 	req      *http.Request
 	conn     *conninfo.Info // set when the connection came through the real_ip listener wrapper
@@ -45,7 +45,7 @@ type result struct {
 	source   source
 }
 
-func (res *result) replace(key string) (any, bool) {
+func (res result) replace(key string) (any, bool) {
 	name, ok := strings.CutPrefix(key, placeholderNamespace)
 	if !ok {
 		return nil, false
