@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -383,6 +384,38 @@ func TestListenerWrapperConfigErrors(t *testing.T) {
 		code, msg := c.post(fmt.Sprintf(`{"admin":{"listen":%q},"apps":%s}`, c.admin, cfg), "application/json")
 		if code == 200 || !strings.Contains(msg, want) {
 			t.Errorf("want an error containing %q, got %d %s", want, code, msg)
+		}
+	}
+}
+
+// TestProxyProtocolForwardedHeadersFromTheClient: in proxy_protocol mode the
+// HTTP headers come from the PROXY source, so reverse_proxy keeps incoming
+// X-Forwarded-* only when that source is trusted, not whenever the L4
+// balancer is (Kong keeps them whenever the balancer is trusted).
+func TestProxyProtocolForwardedHeadersFromTheClient(t *testing.T) {
+	c := startCaddy(t)
+	up := upstreamEcho(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, ""))
+	c.loadJSON(fmt.Sprintf(`{"http":{"servers":{"s":{"listen":[%q],
+		"listener_wrappers":[{"wrapper":"real_ip","trusted_ips":["127.0.0.1"]}],
+		"routes":[{"handle":[
+			{"handler":"real_ip","trusted_ips":["127.0.0.1","10.0.0.0/8"],"real_ip_header":"proxy_protocol"},
+			{"handler":"reverse_proxy","upstreams":[{"dial":%q}]}]}]}}}}`, addr, up))
+	in := []string{"X-Forwarded-For: 6.6.6.6", "X-Forwarded-Proto: https"}
+	for _, tc := range []struct {
+		header, xff, proto string
+	}{
+		{"PROXY TCP4 203.0.113.9 10.0.0.1 5555 443\r\n", "203.0.113.9", "http"},     // a client: nothing kept
+		{"PROXY TCP4 10.0.0.7 10.0.0.1 5555 443\r\n", "6.6.6.6, 10.0.0.7", "https"}, // a trusted L7 proxy: kept
+	} {
+		o := exchangeWithHeaders(t, addr, []byte(tc.header), in)
+		var h http.Header
+		if err := json.Unmarshal([]byte(o.body), &h); err != nil {
+			t.Fatalf("%v: %s", err, o.body)
+		}
+		if h.Get("X-Forwarded-For") != tc.xff || h.Get("X-Forwarded-Proto") != tc.proto {
+			t.Errorf("%q: upstream got X-Forwarded-For %q, X-Forwarded-Proto %q; want %q, %q",
+				tc.header, h.Get("X-Forwarded-For"), h.Get("X-Forwarded-Proto"), tc.xff, tc.proto)
 		}
 	}
 }

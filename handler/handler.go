@@ -157,6 +157,7 @@ func (h *Handler) apply(r *http.Request) {
 		res.peer, res.peerUnix, res.peerText = physicalPeer(res.conn, res.peer, res.peerUnix, res.peerText)
 	}
 	res.trusted = h.peerTrusted(res.peer, res.peerUnix)
+	res.headersTrusted = res.trusted
 
 	if res.trusted {
 		var e forwarded.Entry
@@ -178,12 +179,17 @@ func (h *Handler) apply(r *http.Request) {
 			res.source = sourceHeader
 			if h.mode == modeProxyProtocol {
 				res.source = sourceProxyProtocol
+				// The HTTP headers were written by the PROXY source, not
+				// by the L4 balancer: their X-Forwarded-* are believed
+				// only if that source is trusted (Kong believes them
+				// whenever the balancer is).
+				res.headersTrusted = h.trusted.Contains(res.client.Addr())
 			}
 			r.RemoteAddr = res.client.String()
 			caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, hostOf(r.RemoteAddr))
 		}
 	}
-	caddyhttp.SetVar(r.Context(), caddyhttp.TrustedProxyVarKey, res.trusted)
+	caddyhttp.SetVar(r.Context(), caddyhttp.TrustedProxyVarKey, res.headersTrusted)
 	caddyhttp.SetVar(r.Context(), appliedVarKey, true)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		res.req = r

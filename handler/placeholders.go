@@ -41,8 +41,11 @@ type result struct {
 	peerUnix bool
 	peerText string // r.RemoteAddr as the handler received it
 	client   netip.AddrPort
-	trusted  bool
-	source   source
+	trusted  bool // the peer is in trusted_ips
+	// whoever wrote the request's headers is trusted: the peer, or in
+	// proxy_protocol mode the PROXY source
+	headersTrusted bool
+	source         source
 }
 
 func (res result) replace(key string) (any, bool) {
@@ -136,10 +139,10 @@ func (res *result) upstream(name string) (any, bool) {
 	return nil, false
 }
 
-// trustedHeader is an incoming header's first value when the peer is
-// trusted, as Kong keeps X-Forwarded-* from trusted_ips only.
+// trustedHeader is an incoming header's first value when whoever wrote the
+// headers is trusted, as Kong keeps X-Forwarded-* from trusted_ips only.
 func (res *result) trustedHeader(name string) string {
-	if !res.trusted {
+	if !res.headersTrusted {
 		return ""
 	}
 	return res.req.Header.Get(name)
