@@ -1,5 +1,5 @@
 #!/bin/sh
-# The whole test suite: vet, unit and in-process tests, end-to-end tests
+# The whole test suite: vet and staticcheck, unit and in-process tests, end-to-end tests
 # against the Caddy binary built once by ./xcaddy.sh, conformance tests
 # against nginx, all under the race detector; then a short run of every fuzz
 # target. nginx (Debian's nginx-light) is the reference implementation for
@@ -20,8 +20,9 @@ fi
 
 FUZZTIME=${FUZZTIME:-10s}
 
-echo "== go vet"
+echo "== go vet, staticcheck"
 go vet ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 echo "== fuzz ($FUZZTIME each)"
