@@ -199,9 +199,18 @@ func TestPlacementErrors(t *testing.T) {
 	}
 }
 
-// FuzzConn feeds arbitrary bytes through the connection path, from a
-// trusted and an untrusted peer: it must never panic, and must either
-// refuse the connection or hand on the bytes after a header intact.
+// chanListener accepts the connections sent on its channel.
+type chanListener struct{ conns chan net.Conn }
+
+func (l chanListener) Accept() (net.Conn, error) { return <-l.conns, nil }
+func (l chanListener) Close() error              { return nil }
+func (l chanListener) Addr() net.Addr            { return &net.TCPAddr{} }
+
+// FuzzConn feeds arbitrary bytes through the whole connection path — the
+// wrapped listener's Accept, then the header processing — from a trusted
+// and an untrusted peer: Accept must hand over every connection at once
+// whatever it will send, nothing may panic, and a connection is either
+// refused or hands on the bytes after its header intact.
 func FuzzConn(f *testing.F) {
 	for _, v := range loadVectors(f) {
 		f.Add(append(v.bytes(), "GET / HTTP/1.1\r\n\r\n"...), true)
@@ -210,12 +219,33 @@ func FuzzConn(f *testing.F) {
 	f.Add([]byte{}, true)
 	lw := provisioned(f, ListenerWrapper{TrustedIPs: []string{"10.0.0.0/8"}, MissingHeader: "allow", Timeout: caddy.Duration(50 * time.Millisecond)})
 	untrusted := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1234}
+	inner := chanListener{conns: make(chan net.Conn, 1)}
+	wrapped := lw.WrapListener(inner)
 	f.Fuzz(func(t *testing.T, data []byte, trusted bool) {
 		peer := net.Addr(untrusted)
 		if trusted {
 			peer = trustedPeer
 		}
-		remote, rest, err := serveOne(lw, peer, data)
+		server, client := net.Pipe()
+		inner.conns <- fakePeer{server, peer}
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			c, _ := wrapped.Accept()
+			accepted <- c
+		}()
+		var c net.Conn
+		select {
+		case c = <-accepted:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Accept stalled on a connection that has sent nothing yet")
+		}
+		go func() {
+			_, _ = client.Write(data)
+			client.Close()
+		}()
+		remote := c.RemoteAddr().String()
+		rest, err := io.ReadAll(c)
+		c.Close()
 		if err != nil {
 			if !errors.Is(err, errClosed) {
 				t.Fatalf("unexpected error %v", err)
@@ -225,7 +255,7 @@ func FuzzConn(f *testing.F) {
 		if remote == "" {
 			t.Fatal("empty remote address")
 		}
-		if !strings.HasSuffix(string(data), rest) {
+		if !strings.HasSuffix(string(data), string(rest)) {
 			t.Fatalf("bytes after the header changed: %q from %q", rest, data)
 		}
 	})
