@@ -40,6 +40,11 @@ func run(m *testing.M) int {
 		root, _ := filepath.Abs("..")
 		cmd := exec.Command(filepath.Join(root, "xcaddy.sh"), "build", "--output", caddyBin)
 		cmd.Dir = root
+		if os.Getenv("REALIP_RACE") == "1" {
+			// test.sh builds the binary with the race detector, so the
+			// server paths the e2e tests drive are checked too.
+			cmd.Env = append(os.Environ(), "XCADDY_RACE_DETECTOR=1")
+		}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "building caddy with xcaddy.sh: %v\n%s", err, out)
@@ -122,6 +127,9 @@ func startCaddy(t testing.TB) *caddyProc {
 	t.Cleanup(func() {
 		_ = c.cmd.Process.Kill()
 		_ = c.cmd.Wait()
+		if strings.Contains(c.logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in caddy")
+		}
 		if t.Failed() {
 			t.Logf("caddy output:\n%s", c.logs.String())
 		}
