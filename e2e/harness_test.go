@@ -148,21 +148,30 @@ func startCaddy(t testing.TB) *caddyProc {
 	}
 }
 
-// post sends a config to /load and returns the status and body.
+// post sends a config to /load and returns the status and body. A load
+// restarts the admin endpoint a moment after it answers, so a connection
+// that is refused or reset is retried for a while; every test config loads
+// the same way twice, so a retry after a lost response is harmless.
 func (c *caddyProc) post(body, contentType string) (int, string) {
 	c.t.Helper()
-	req, _ := http.NewRequest("POST", "http://"+c.admin+"/load", strings.NewReader(body))
-	req.Header.Set("Content-Type", contentType)
-	// Each load restarts the admin endpoint, which drops kept-alive
-	// connections: use a new one every time.
-	req.Close = true
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
+	var lastErr error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		req, _ := http.NewRequest("POST", "http://"+c.admin+"/load", strings.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		// Each load restarts the admin endpoint, which drops kept-alive
+		// connections: use a new one every time.
+		req.Close = true
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	c.t.Fatalf("POST /load: %v", lastErr)
+	return 0, ""
 }
 
 // loadCaddyfile loads a Caddyfile; the admin endpoint is kept.
