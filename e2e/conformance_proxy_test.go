@@ -32,8 +32,8 @@ func TestConformanceProxyProtocolWithNginx(t *testing.T) {
 	var same, differ []string
 	for _, v := range loadVectors(t) {
 		t.Run(v.Name, func(t *testing.T) {
-			ngx := exchange(t, "tcp", "127.0.0.1", nginxAddr, v.bytes(t), 10*time.Second).String()
-			cdy := exchange(t, "tcp", "127.0.0.1", caddyAddr, v.bytes(t), 10*time.Second).String()
+			ngx := exchange(t, "tcp", "127.0.0.1", nginxAddr, v.Data, 10*time.Second).String()
+			cdy := exchange(t, "tcp", "127.0.0.1", caddyAddr, v.Data, 10*time.Second).String()
 			wantNginx := v.Expect
 			if v.Nginx != "" {
 				wantNginx = v.Nginx

@@ -4,54 +4,35 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-realip/realip/internal/ppvectors"
 )
 
-// vector is one PROXY header from testdata/proxyproto/vectors.json.
-type vector struct {
-	Name   string `json:"name"`
-	Text   string `json:"text"`
-	Hex    string `json:"hex"`
-	Expect string `json:"expect"` // "ip:port", "peer" or "close"
-	Nginx  string `json:"nginx"`  // nginx's answer where it differs, with Why
-	Why    string `json:"why"`
-	// What an untrusted peer gets (untrusted ignore) where it is not simply
-	// "peer" for a valid header and "close" for a malformed one.
-	Untrusted string `json:"untrusted"`
-}
-
-func (v vector) bytes(t testing.TB) []byte {
-	if v.Hex != "" {
-		b, err := hex.DecodeString(v.Hex)
-		if err != nil {
-			t.Fatalf("%s: %v", v.Name, err)
-		}
-		return b
-	}
-	return []byte(v.Text)
-}
-
-func loadVectors(t testing.TB) []vector {
+func loadVectors(t testing.TB) []ppvectors.Vector {
 	t.Helper()
-	b, err := os.ReadFile("../testdata/proxyproto/vectors.json")
+	vs, err := ppvectors.Load("../testdata/proxyproto/vectors.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var vs []vector
-	if err := json.Unmarshal(b, &vs); err != nil {
-		t.Fatal(err)
-	}
 	return vs
+}
+
+// awsHeader is the AWS NLB-shaped v2 header of the vectors.
+func awsHeader(t testing.TB) []byte {
+	t.Helper()
+	v, ok := ppvectors.Find(loadVectors(t), ppvectors.AWSNLB)
+	if !ok {
+		t.Fatal("AWS NLB vector missing")
+	}
+	return v.Data
 }
 
 // outcome is what a server did with one connection.

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-realip/realip/internal/ppvectors"
 )
 
 const ppBody = `{http.request.remote.host} {http.request.remote.port}`
@@ -36,7 +37,7 @@ func TestProxyVectorsTrustedAndUntrusted(t *testing.T) {
 	closes := 0
 	for _, v := range vectors {
 		t.Run(v.Name, func(t *testing.T) {
-			got := exchange(t, "tcp", "127.0.0.1", addr, v.bytes(t), 5*time.Second).String()
+			got := exchange(t, "tcp", "127.0.0.1", addr, v.Data, 5*time.Second).String()
 			if got != v.Expect {
 				t.Errorf("trusted sender: got %s, want %s", got, v.Expect)
 			}
@@ -49,7 +50,7 @@ func TestProxyVectorsTrustedAndUntrusted(t *testing.T) {
 			if v.Untrusted != "" {
 				want = v.Untrusted
 			}
-			if got := exchange(t, "tcp", "127.0.0.2", addr, v.bytes(t), 5*time.Second).String(); got != want {
+			if got := exchange(t, "tcp", "127.0.0.2", addr, v.Data, 5*time.Second).String(); got != want {
 				t.Errorf("untrusted sender: got %s, want %s", got, want)
 			}
 		})
@@ -89,7 +90,7 @@ func TestProxyPlaceholdersAndTLVs(t *testing.T) {
 		"routes":[{"handle":[
 			{"handler":"real_ip","trusted_ips":["127.0.0.1"],"real_ip_header":"proxy_protocol"},
 			{"handler":"static_response","body":%q}]}]}}}}`, addr, strings.Join(body, " ")))
-	byName := map[string]vector{}
+	byName := map[string]ppvectors.Vector{}
 	for _, v := range loadVectors(t) {
 		byName[v.Name] = v
 	}
@@ -108,7 +109,7 @@ func TestProxyPlaceholdersAndTLVs(t *testing.T) {
 	}
 	for name, want := range cases {
 		t.Run(name, func(t *testing.T) {
-			o := exchange(t, "tcp", "127.0.0.1", addr, byName[name].bytes(t), 5*time.Second)
+			o := exchange(t, "tcp", "127.0.0.1", addr, byName[name].Data, 5*time.Second)
 			got := fields(o.body)
 			for k, v := range want {
 				if got[k] != v {
@@ -257,17 +258,6 @@ func proxyDialer(addr string, header []byte) func(ctx context.Context, network, 
 		}
 		return c, nil
 	}
-}
-
-func awsHeader(t *testing.T) []byte {
-	for _, v := range loadVectors(t) {
-		if v.Name == "v2 AWS NLB: VPC endpoint TLV" {
-			b, _ := hex.DecodeString(v.Hex)
-			return b
-		}
-	}
-	t.Fatal("AWS vector missing")
-	return nil
 }
 
 // TestProxyThenTLS follows the README: the wrapper in front of tls on an

@@ -3,14 +3,11 @@ package listenerwrapper
 import (
 	"bufio"
 	"context"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-realip/realip/internal/conninfo"
+	"github.com/caddy-realip/realip/internal/ppvectors"
 )
 
 func provisioned(t testing.TB, lw ListenerWrapper) *ListenerWrapper {
@@ -35,28 +33,12 @@ func provisioned(t testing.TB, lw ListenerWrapper) *ListenerWrapper {
 	return &lw
 }
 
-type vector struct {
-	Name, Text, Hex, Expect string
-}
-
-func loadVectors(t testing.TB) []vector {
-	b, err := os.ReadFile("../testdata/proxyproto/vectors.json")
+func loadVectors(t testing.TB) []ppvectors.Vector {
+	vs, err := ppvectors.Load("../testdata/proxyproto/vectors.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var vs []vector
-	if err := json.Unmarshal(b, &vs); err != nil {
-		t.Fatal(err)
-	}
 	return vs
-}
-
-func (v vector) bytes() []byte {
-	if v.Hex != "" {
-		b, _ := hex.DecodeString(v.Hex)
-		return b
-	}
-	return []byte(v.Text)
 }
 
 // fakePeer makes one end of a net.Pipe report a TCP peer address.
@@ -89,7 +71,7 @@ func TestVectorsInProcess(t *testing.T) {
 	lw := provisioned(t, ListenerWrapper{TrustedIPs: []string{"10.0.0.0/8"}, Timeout: caddy.Duration(200 * time.Millisecond)})
 	for _, v := range loadVectors(t) {
 		t.Run(v.Name, func(t *testing.T) {
-			remote, rest, err := serveOne(lw, trustedPeer, append(v.bytes(), "GET / HTTP/1.1\r\n\r\n"...))
+			remote, rest, err := serveOne(lw, trustedPeer, append(v.Data, "GET / HTTP/1.1\r\n\r\n"...))
 			switch v.Expect {
 			case "close":
 				if !errors.Is(err, errClosed) {
@@ -213,7 +195,7 @@ func (l chanListener) Addr() net.Addr            { return &net.TCPAddr{} }
 // refused or hands on the bytes after its header intact.
 func FuzzConn(f *testing.F) {
 	for _, v := range loadVectors(f) {
-		f.Add(append(v.bytes(), "GET / HTTP/1.1\r\n\r\n"...), true)
+		f.Add(append(v.Data, "GET / HTTP/1.1\r\n\r\n"...), true)
 	}
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"), false)
 	f.Add([]byte{}, true)
@@ -275,12 +257,11 @@ func benchmarkConnections(b *testing.B, wrap func(net.Listener) net.Listener, se
 	})}
 	go func() { _ = srv.Serve(wrap(ln)) }()
 	defer srv.Close()
-	var header []byte
-	for _, v := range loadVectors(b) {
-		if v.Name == "v2 AWS NLB: VPC endpoint TLV" {
-			header = v.bytes()
-		}
+	aws, ok := ppvectors.Find(loadVectors(b), ppvectors.AWSNLB)
+	if !ok {
+		b.Fatal("AWS NLB vector missing")
 	}
+	header := aws.Data
 	if !sendHeader {
 		header = nil
 	}
@@ -376,7 +357,7 @@ func TestConcurrentConnections(t *testing.T) {
 					continue
 				}
 				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				_, _ = c.Write(append(v.bytes(), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"...))
+				_, _ = c.Write(append(v.Data, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"...))
 				got, _ := io.ReadAll(c)
 				c.Close()
 				closed := len(got) == 0
