@@ -56,7 +56,12 @@ var trustedPeer = &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 40000}
 // and the bytes read after the header, or the read error.
 func serveOne(lw *ListenerWrapper, peer net.Addr, data []byte) (string, string, error) {
 	server, client := net.Pipe()
-	c := newConn(fakePeer{server, peer}, lw, peer, lw.trustedPeer(peer))
+	return drive(newConn(fakePeer{server, peer}, lw, peer, lw.trustedPeer(peer)), client, data)
+}
+
+// drive writes data from the client end of a pipe, then uses c as the HTTP
+// server would: it asks for the remote address and reads everything.
+func drive(c, client net.Conn, data []byte) (string, string, error) {
 	go func() {
 		_, _ = client.Write(data)
 		client.Close()
@@ -221,13 +226,7 @@ func FuzzConn(f *testing.F) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("Accept stalled on a connection that has sent nothing yet")
 		}
-		go func() {
-			_, _ = client.Write(data)
-			client.Close()
-		}()
-		remote := c.RemoteAddr().String()
-		rest, err := io.ReadAll(c)
-		c.Close()
+		remote, rest, err := drive(c, client, data)
 		if err != nil {
 			if !errors.Is(err, errClosed) {
 				t.Fatalf("unexpected error %v", err)
@@ -237,7 +236,7 @@ func FuzzConn(f *testing.F) {
 		if remote == "" {
 			t.Fatal("empty remote address")
 		}
-		if !strings.HasSuffix(string(data), string(rest)) {
+		if !strings.HasSuffix(string(data), rest) {
 			t.Fatalf("bytes after the header changed: %q from %q", rest, data)
 		}
 	})
