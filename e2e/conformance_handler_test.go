@@ -190,7 +190,7 @@ func ask(t *testing.T, ep endpoint, c conformanceCase) answer {
 	if a, ok := conn.LocalAddr().(*net.TCPAddr); ok {
 		local = a.Port
 	}
-	body, err := rawRequest(t, conn, "localhost", c.headers)
+	body, err := rawRequest(t, conn, c.headers)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"testing"
-	"time"
 )
 
 // TestProxyHopCountsAsAHop: behind an L4 load balancer that sends PROXY
@@ -48,17 +47,4 @@ func TestProxyHopCountsAsAHop(t *testing.T) {
 			t.Errorf("%s, trusted inner proxy: %s", name, got)
 		}
 	}
-}
-
-// exchangeWithHeaders is exchange with extra request headers.
-func exchangeWithHeaders(t testing.TB, addr string, prefix []byte, headers []string) outcome {
-	t.Helper()
-	req := ""
-	for _, h := range headers {
-		req += h + "\r\n"
-	}
-	// exchange appends the request line and Host; put the extra headers in
-	// through a request of our own.
-	full := append(append([]byte(nil), prefix...), "GET / HTTP/1.1\r\nHost: localhost\r\n"+req+"Connection: close\r\n\r\n"...)
-	return exchangeRaw(t, addr, full, 5*time.Second)
 }

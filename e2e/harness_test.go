@@ -5,9 +5,9 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -206,31 +206,30 @@ func dialFrom(src string) func(ctx context.Context, network, addr string) (net.C
 	return d.DialContext
 }
 
-// rawRequest sends one raw HTTP/1.1 request on conn and returns the
-// response body. Raw, so that header lines go out exactly as written.
-func rawRequest(t testing.TB, conn net.Conn, host string, headers []string) (string, error) {
-	t.Helper()
-	defer conn.Close()
+// request is a raw HTTP/1.1 GET for localhost with the given header lines,
+// written out exactly as given.
+func request(headers []string) []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", host)
+	b.WriteString("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n")
 	for _, h := range headers {
 		b.WriteString(h + "\r\n")
 	}
 	b.WriteString("\r\n")
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, b.String()); err != nil {
-		return "", err
+	return []byte(b.String())
+}
+
+// rawRequest sends one raw request on conn and returns the body of a 200
+// response. Raw, so that header lines go out exactly as written.
+func rawRequest(t testing.TB, conn net.Conn, headers []string) (string, error) {
+	t.Helper()
+	o := roundTrip(t, conn, request(headers), 10*time.Second)
+	switch {
+	case o.closed:
+		return "", errors.New("closed without a response")
+	case o.status != 200:
+		return "", fmt.Errorf("status %d: %s", o.status, o.body)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return "", fmt.Errorf("status %d: %s", resp.StatusCode, body)
-	}
-	return strings.TrimSpace(string(body)), err
+	return o.body, nil
 }
 
 // getFrom sends a request from source address src to a TCP address and
@@ -242,7 +241,7 @@ func getFrom(t testing.TB, src, addr string, headers []string) (body string, loc
 		t.Fatalf("dial %s from %s: %v", addr, src, err)
 	}
 	localPort = conn.LocalAddr().(*net.TCPAddr).Port
-	body, err = rawRequest(t, conn, "localhost", headers)
+	body, err = rawRequest(t, conn, headers)
 	if err != nil {
 		t.Fatalf("request to %s from %s: %v", addr, src, err)
 	}
@@ -256,7 +255,7 @@ func getUnix(t testing.TB, path string, headers []string) string {
 	if err != nil {
 		t.Fatalf("dial %s: %v", path, err)
 	}
-	body, err := rawRequest(t, conn, "localhost", headers)
+	body, err := rawRequest(t, conn, headers)
 	if err != nil {
 		t.Fatalf("request to %s: %v", path, err)
 	}

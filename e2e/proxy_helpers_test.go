@@ -93,18 +93,17 @@ func exchange(t testing.TB, network, src, addr string, prefix []byte, wait time.
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
-	req := "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-	return roundTrip(t, conn, append(append([]byte(nil), prefix...), req...), wait)
+	return roundTrip(t, conn, append(append([]byte(nil), prefix...), request(nil)...), wait)
 }
 
-// exchangeRaw sends data, which holds the whole request, from 127.0.0.1.
-func exchangeRaw(t testing.TB, addr string, data []byte, wait time.Duration) outcome {
+// exchangeWithHeaders is exchange from 127.0.0.1 with extra request headers.
+func exchangeWithHeaders(t testing.TB, addr string, prefix []byte, headers []string) outcome {
 	t.Helper()
 	conn, err := dialFrom("127.0.0.1")(context.Background(), "tcp", addr)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
-	return roundTrip(t, conn, data, wait)
+	return roundTrip(t, conn, append(append([]byte(nil), prefix...), request(headers)...), 5*time.Second)
 }
 
 func roundTrip(t testing.TB, conn net.Conn, data []byte, wait time.Duration) outcome {
