@@ -6,7 +6,6 @@ package handler
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -156,7 +155,7 @@ func (h *Handler) apply(r *http.Request) {
 		// $realip_remote_addr is with real_ip_header proxy_protocol.
 		res.peer, res.peerUnix, res.peerText = physicalPeer(res.conn, res.peer, res.peerUnix, res.peerText)
 	}
-	res.trusted = h.peerTrusted(res.peer, res.peerUnix)
+	res.trusted = h.trusted.ContainsPeer(res.peer, res.peerUnix)
 	res.headersTrusted = res.trusted
 
 	if res.trusted {
@@ -197,28 +196,20 @@ func (h *Handler) apply(r *http.Request) {
 	}
 }
 
-func (h *Handler) peerTrusted(peer netip.AddrPort, unix bool) bool {
-	if unix {
-		return h.trusted.ContainsUnix()
-	}
-	return h.trusted.Contains(peer.Addr())
-}
-
 // physicalPeer returns the socket's peer of a connection that came through
 // the real_ip listener wrapper, or the given peer when there is none.
 func physicalPeer(info *conninfo.Info, peer netip.AddrPort, unix bool, text string) (netip.AddrPort, bool, string) {
-	if info == nil || info.Physical == nil {
+	if info == nil {
 		return peer, unix, text
 	}
-	switch a := info.Physical.(type) {
-	case *net.TCPAddr:
-		ap := a.AddrPort()
-		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		return ap, false, ap.String()
-	case *net.UnixAddr:
-		return netip.AddrPort{}, true, "@"
+	physical, physicalUnix, ok := conninfo.Peer(info.Physical)
+	switch {
+	case !ok:
+		return peer, unix, text
+	case physicalUnix:
+		return physical, true, "@"
 	}
-	return peer, unix, text
+	return physical, false, physical.String()
 }
 
 // parseRemoteAddr reads r.RemoteAddr. Go's server reports peers on a UNIX

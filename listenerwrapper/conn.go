@@ -53,13 +53,8 @@ func (l *listener) Accept() (net.Conn, error) {
 }
 
 func (lw *ListenerWrapper) trustedPeer(a net.Addr) bool {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		return lw.trusted.Contains(a.AddrPort().Addr())
-	case *net.UnixAddr:
-		return lw.trusted.ContainsUnix()
-	}
-	return false
+	peer, unix, ok := conninfo.Peer(a)
+	return ok && lw.trusted.ContainsPeer(peer, unix)
 }
 
 // The PROXY protocol signatures.

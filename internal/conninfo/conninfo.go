@@ -69,6 +69,20 @@ func (a *Addr) Get() *Info {
 	return &a.Info
 }
 
+// Peer reads a socket's peer address: the address and port of a TCP peer
+// (IPv4-mapped addresses unmapped), or unix for a peer on a UNIX socket.
+// ok is false for any other kind of address.
+func Peer(a net.Addr) (peer netip.AddrPort, unix, ok bool) {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), false, true
+	case *net.UnixAddr:
+		return netip.AddrPort{}, true, true
+	}
+	return netip.AddrPort{}, false, false
+}
+
 type ctxKey struct{}
 
 // WithConn stores c's *Addr, if it has one, in ctx. It does not wait for the

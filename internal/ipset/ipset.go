@@ -247,6 +247,15 @@ func (s *Set) Contains(addr netip.Addr) bool {
 	return false
 }
 
+// ContainsPeer reports whether a socket peer is trusted: a peer on a UNIX
+// domain socket (unix) by "unix:", any other by its address.
+func (s *Set) ContainsPeer(peer netip.AddrPort, unix bool) bool {
+	if unix {
+		return s.ContainsUnix()
+	}
+	return s.Contains(peer.Addr())
+}
+
 // ContainsUnix reports whether peers on UNIX domain sockets are trusted.
 func (s *Set) ContainsUnix() bool { return s != nil && s.unix }
 

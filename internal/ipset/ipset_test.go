@@ -48,8 +48,13 @@ func TestParseAndContains(t *testing.T) {
 					t.Errorf("%s: want untrusted", a)
 				}
 			}
-			if s.ContainsUnix() != c.unix {
+			if s.ContainsUnix() != c.unix || s.ContainsPeer(netip.AddrPort{}, true) != c.unix {
 				t.Errorf("unix: got %v want %v", s.ContainsUnix(), c.unix)
+			}
+			for _, a := range c.in {
+				if !s.ContainsPeer(netip.AddrPortFrom(netip.MustParseAddr(a), 443), false) {
+					t.Errorf("%s:443: want a trusted peer", a)
+				}
 			}
 		})
 	}
