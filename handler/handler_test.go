@@ -231,3 +231,21 @@ func BenchmarkHandlerUntrustedPeer(b *testing.B) {
 		}
 	}
 }
+
+// Without the listener wrapper, the PROXY placeholders are known and empty,
+// and a name that is not one of them is left alone.
+func TestProxyProtocolPlaceholdersWithoutWrapper(t *testing.T) {
+	h := provisioned(t, Handler{TrustedIPs: []string{"10.0.0.0/8"}})
+	r, repl := request("10.0.0.1:1", http.Header{})
+	if err := h.ServeHTTP(httptest.NewRecorder(), r, nextOK); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"conn_ip", "conn_port", "version", "aws_vpce_id", "ssl.cn"} {
+		if v, ok := repl.GetString("http.real_ip.proxy_protocol." + name); !ok || v != "" {
+			t.Errorf("%s: %q, %v; want empty and known", name, v, ok)
+		}
+	}
+	if _, ok := repl.Get("http.real_ip.proxy_protocol.bogus"); ok {
+		t.Error("an unknown name is answered")
+	}
+}

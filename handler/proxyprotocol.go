@@ -14,23 +14,21 @@ import (
 // proxyProtocolPlaceholder answers {http.real_ip.proxy_protocol.<name>} for
 // a connection that carried a PROXY header.
 func proxyProtocolPlaceholder(info *conninfo.Info, name string) (any, bool) {
-	if info == nil {
-		// Not through the real_ip listener wrapper: known names are empty.
-		_, known := proxyProtocolNames[name]
-		return "", known || name == "conn_ip" || name == "conn_port"
+	if info != nil {
+		switch name {
+		case "conn_ip":
+			return addrHost(info.Physical), true
+		case "conn_port":
+			return addrPort(info.Physical), true
+		}
 	}
-	switch name {
-	case "conn_ip":
-		return addrHost(info.Physical), true
-	case "conn_port":
-		return addrPort(info.Physical), true
-	}
-	h := info.Header
-	if h == nil {
-		// No header on this connection: known names are empty.
+	if info == nil || info.Header == nil {
+		// Not through the listener wrapper, or no header on this
+		// connection: the names are known, and empty.
 		_, known := proxyProtocolNames[name]
 		return "", known
 	}
+	h := info.Header
 	switch name {
 	case "version":
 		return strconv.Itoa(int(h.Version)), true
@@ -95,7 +93,7 @@ func proxyProtocolPlaceholder(info *conninfo.Info, name string) (any, bool) {
 }
 
 var proxyProtocolNames = map[string]struct{}{
-	"version": {}, "command": {}, "src_ip": {}, "src_port": {}, "dst_ip": {}, "dst_port": {},
+	"conn_ip": {}, "conn_port": {}, "version": {}, "command": {}, "src_ip": {}, "src_port": {}, "dst_ip": {}, "dst_port": {},
 	"alpn": {}, "authority": {}, "unique_id": {}, "netns": {}, "aws_vpce_id": {}, "azure_link_id": {},
 	"gcp_psc_id": {}, "ssl.version": {}, "ssl.cn": {}, "ssl.cipher": {}, "ssl.verified": {},
 }
