@@ -28,7 +28,7 @@ func fields(body string) map[string]string {
 
 func TestHandlerFromSeveralSources(t *testing.T) {
 	c := startCaddy(t)
-	port := freePort(t, "127.0.0.1")
+	port := freePort(t)
 	c.loadCaddyfile(fmt.Sprintf(`
 http://localhost:%d {
 	bind 127.0.0.1
@@ -81,7 +81,7 @@ http://localhost:%d {
 
 func TestHandlerDefaultHeaderAndCustom(t *testing.T) {
 	c := startCaddy(t)
-	p1, p2 := freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1")
+	p1, p2 := freePort(t), freePort(t)
 	c.loadCaddyfile(fmt.Sprintf(`
 http://localhost:%d {
 	bind 127.0.0.1
@@ -140,7 +140,7 @@ func upstreamEcho(t *testing.T) string {
 func TestReverseProxyUpstreamHeaders(t *testing.T) {
 	c := startCaddy(t)
 	up := upstreamEcho(t)
-	p1, p2 := freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1")
+	p1, p2 := freePort(t), freePort(t)
 	c.loadCaddyfile(fmt.Sprintf(`
 http://localhost:%d {
 	bind 127.0.0.1
@@ -210,7 +210,7 @@ http://localhost:%d {
 
 func TestAdminAPIJSONLoad(t *testing.T) {
 	c := startCaddy(t)
-	port := freePort(t, "127.0.0.1")
+	port := freePort(t)
 	apps := func(trusted string) string {
 		return fmt.Sprintf(`{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"routes":[{"handle":[
 			{"handler":"real_ip","trusted_ips":[%s],"real_ip_header":"X-Forwarded-For","real_ip_recursive":true},
@@ -239,7 +239,7 @@ func TestAdminAPIJSONLoad(t *testing.T) {
 
 func TestAccessLogShowsClient(t *testing.T) {
 	c := startCaddy(t)
-	port := freePort(t, "127.0.0.1")
+	port := freePort(t)
 	logFile := filepath.Join(c.dir, "access.log")
 	c.loadCaddyfile(fmt.Sprintf(`
 http://localhost:%d {
@@ -282,7 +282,7 @@ http://localhost:%d {
 // Caddyfile shorthands {client_ip} and {remote_host} show it.
 func TestMatchersSeeTheClient(t *testing.T) {
 	c := startCaddy(t)
-	port := freePort(t, "")
+	port := freePort(t)
 	c.loadCaddyfile(fmt.Sprintf(`
 http://localhost:%d {
 	bind 127.0.0.1

@@ -73,7 +73,7 @@ func freePorts(t testing.TB, n int) []int {
 
 // freePort returns one TCP port that was free a moment ago. Tests that
 // need several take them from one freePorts call.
-func freePort(t testing.TB, _ string) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	return freePorts(t, 1)[0]
 }
@@ -110,7 +110,7 @@ type caddyProc struct {
 func startCaddy(t testing.TB) *caddyProc {
 	t.Helper()
 	dir := t.TempDir()
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := fmt.Sprintf(`{"admin":{"listen":%q}}`, admin)
 	cfgFile := filepath.Join(dir, "boot.json")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {

@@ -31,7 +31,7 @@ func ppServer(listen, wrapperExtra string) string {
 
 func TestProxyVectorsTrustedAndUntrusted(t *testing.T) {
 	c := startCaddy(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, ""))
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	c.loadJSON(`{"http":{"servers":{"pp":` + ppServer(addr, "") + `}}}`)
 	vectors := loadVectors(t)
 	closes := 0
@@ -76,7 +76,7 @@ func TestProxyVectorsTrustedAndUntrusted(t *testing.T) {
 
 func TestProxyPlaceholdersAndTLVs(t *testing.T) {
 	c := startCaddy(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, ""))
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	names := []string{"version", "command", "src_ip", "src_port", "dst_ip", "dst_port", "conn_ip",
 		"alpn", "authority", "unique_id", "aws_vpce_id", "azure_link_id", "gcp_psc_id",
 		"ssl.version", "ssl.cn", "ssl.cipher", "ssl.verified", "netns"}
@@ -181,7 +181,7 @@ func TestPolicyMatrix(t *testing.T) {
 // all closed once the header timeout passes.
 func TestSilentSendersDelayNobody(t *testing.T) {
 	c := startCaddy(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, ""))
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	c.loadJSON(fmt.Sprintf(`{"http":{"servers":{"pp":{"listen":[%q],
 		"listener_wrappers":[{"wrapper":"real_ip","trusted_ips":["127.0.0.1"],"timeout":"3s"}],
 		"routes":[{"handle":[{"handler":"static_response","body":%q}]}]}}}}`, addr, ppBody))
@@ -265,7 +265,7 @@ func proxyDialer(addr string, header []byte) func(ctx context.Context, network, 
 // the client address and the VPC endpoint ID, over HTTP/1.1 and h2.
 func TestProxyThenTLS(t *testing.T) {
 	c := startCaddy(t)
-	port := freePort(t, "")
+	port := freePort(t)
 	c.loadCaddyfile(fmt.Sprintf(`{
 	auto_https disable_redirects
 	servers 127.0.0.1:%[1]d {
@@ -319,7 +319,7 @@ https://localhost:%[1]d {
 
 func TestProxyThenH2C(t *testing.T) {
 	c := startCaddy(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, ""))
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	c.loadJSON(fmt.Sprintf(`{"http":{"servers":{"pp":{"listen":[%q],"protocols":["h1","h2c"],
 		"listener_wrappers":[{"wrapper":"real_ip","trusted_ips":["127.0.0.1"]}],
 		"routes":[{"handle":[{"handler":"static_response","body":"client={http.request.remote.host} proto={http.request.proto}"}]}]}}}}`, addr))
@@ -353,7 +353,7 @@ func TestProxyOnUnixListener(t *testing.T) {
 
 func TestListenerWrapperConfigErrors(t *testing.T) {
 	c := startCaddy(t)
-	port := freePort(t, "")
+	port := freePort(t)
 	cases := map[string]string{
 		// listed after tls
 		fmt.Sprintf(`{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"listener_wrappers":[{"wrapper":"http_redirect"},{"wrapper":"tls"},{"wrapper":"real_ip","trusted_ips":["10.0.0.0/8"]}],
@@ -385,7 +385,7 @@ func TestListenerWrapperConfigErrors(t *testing.T) {
 func TestProxyProtocolForwardedHeadersFromTheClient(t *testing.T) {
 	c := startCaddy(t)
 	up := upstreamEcho(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, ""))
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	c.loadJSON(fmt.Sprintf(`{"http":{"servers":{"s":{"listen":[%q],
 		"listener_wrappers":[{"wrapper":"real_ip","trusted_ips":["127.0.0.1"]}],
 		"routes":[{"handle":[
