@@ -1,6 +1,8 @@
 package caddyfile
 
 import (
+	"strings"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -51,7 +53,7 @@ func UnmarshalHandler(d *caddyfile.Dispenser, hd *handler.Handler) error {
 			if err := Once(d, seen); err != nil {
 				return err
 			}
-			v, err := OneArg(d)
+			v, err := headerName(d)
 			if err != nil {
 				return err
 			}
@@ -64,7 +66,7 @@ func UnmarshalHandler(d *caddyfile.Dispenser, hd *handler.Handler) error {
 			if err != nil {
 				return err
 			}
-			hd.RealIPRecursive = v
+			hd.RealIPRecursive = handler.Recursive(v)
 		default:
 			return d.Errf("unrecognized real_ip option '%s' (want trusted_ips, real_ip_header or real_ip_recursive)", d.Val())
 		}
@@ -75,7 +77,26 @@ func UnmarshalHandler(d *caddyfile.Dispenser, hd *handler.Handler) error {
 	if len(hd.TrustedIPs) == 0 {
 		d.Reset()
 		d.Next() // report it at the directive
-		return d.Err("real_ip needs trusted_ips: list the load balancers or proxies whose headers are believed, e.g. real_ip 10.0.0.0/8")
+		return d.Err("real_ip needs trusted_ips: list the load balancers or proxies whose headers are believed, e.g. real_ip 10.0.0.0/8 " + EnvHint)
 	}
 	return nil
+}
+
+// headerName reads real_ip_header's one argument and checks it where it
+// stands, so a misspelt proxy_protocol is reported with its line.
+func headerName(d *caddyfile.Dispenser) (string, error) {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 0:
+		return "", d.ArgErr()
+	case len(args) > 1:
+		if joined := strings.Join(args, " "); handler.LooksLikeProxyProtocol(joined) {
+			return "", d.Errf("real_ip_header takes one argument, got '%s': write proxy_protocol (one word, with an underscore) to take the client from the PROXY header", joined)
+		}
+		return "", d.Errf("real_ip_header takes one argument, got extra '%s'", args[1])
+	}
+	if _, err := handler.CheckHeaderName(args[0]); err != nil {
+		return "", d.Errf("%v", err)
+	}
+	return args[0], nil
 }

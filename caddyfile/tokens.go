@@ -17,9 +17,10 @@ import (
 // TrustedIPs reads the arguments left on the current line as trusted_ips
 // entries and checks each one, so a bad entry is reported at its line.
 func TrustedIPs(d *caddyfile.Dispenser) ([]string, error) {
+	name := d.Val()
 	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return nil, d.ArgErr()
+	if len(ipset.Expand(args)) == 0 {
+		return nil, d.Errf("%s got no value: list the addresses or CIDRs to trust after it %s", name, EnvHint)
 	}
 	if _, _, err := ipset.Parse(args); err != nil {
 		var bad *ipset.Error
@@ -30,6 +31,10 @@ func TrustedIPs(d *caddyfile.Dispenser) ([]string, error) {
 	}
 	return args, nil
 }
+
+// EnvHint is added to errors about a trusted_ips that came out empty: the
+// Caddyfile replaces an unset {$VAR} with nothing, which is the usual cause.
+const EnvHint = "(if it names an environment variable, such as {$KONG_TRUSTED_IPS}, that variable is unset or empty where Caddy runs)"
 
 // InlineTrustedIPs reads the arguments after a directive's or wrapper's
 // name (the one-line shorthand for trusted_ips), if there are any.

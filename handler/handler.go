@@ -13,7 +13,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/caddy-realip/realip/internal/conninfo"
 	"github.com/caddy-realip/realip/internal/forwarded"
@@ -75,7 +74,8 @@ type Handler struct {
 	// With X-Forwarded-For (and any other header), walk the list right to
 	// left, skipping trusted addresses: the first untrusted one is the client,
 	// or the left-most if all are trusted. Off: the right-most entry.
-	RealIPRecursive bool `json:"real_ip_recursive,omitempty"`
+	// In JSON, true/false or Kong's "on"/"off".
+	RealIPRecursive Recursive `json:"real_ip_recursive,omitempty"`
 
 	trusted *ipset.Set
 	header  string // canonical MIME form
@@ -104,28 +104,28 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.trusted = set
 
 	name := h.RealIPHeader
-	switch {
-	case name == "":
+	if name == "" {
 		name = defaultRealIPHeader
-	case strings.EqualFold(name, HeaderProxyProtocol):
-		h.mode = modeProxyProtocol
-	case !httpguts.ValidHeaderFieldName(name):
-		return fmt.Errorf("real_ip: real_ip_header '%s' is not a valid header name", name)
 	}
-	if h.mode != modeProxyProtocol {
-		h.header = http.CanonicalHeaderKey(name)
-		if h.header == HeaderXForwardedFor {
-			h.mode = modeXFF
-		}
+	canonical, err := CheckHeaderName(name)
+	if err != nil {
+		return fmt.Errorf("real_ip: %w", err)
+	}
+	switch canonical {
+	case HeaderProxyProtocol:
+		h.mode = modeProxyProtocol
+	case HeaderXForwardedFor:
+		h.mode, h.header = modeXFF, canonical
+		return nil
+	default:
+		h.header = canonical
 		return nil
 	}
 	// Kong documents that real_ip_header proxy_protocol needs a
 	// proxy_protocol listener but never checks, and silently answers with
 	// the load balancer's address; here it is a config error.
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && !conninfo.ServerMarked(srv) {
-		return fmt.Errorf("real_ip: real_ip_header proxy_protocol needs the real_ip listener wrapper on this server, listed before tls: " +
-			"in the Caddyfile's global options, servers { listener_wrappers { real_ip <trusted_ips...>; tls } } (one per line); " +
-			"in JSON, \"listener_wrappers\": [{\"wrapper\":\"real_ip\",\"trusted_ips\":[...]}, {\"wrapper\":\"tls\"}]")
+		return missingWrapperError(srv.Listen)
 	}
 	return nil
 }
@@ -163,10 +163,10 @@ func (h *Handler) apply(r *http.Request) {
 		var found bool
 		switch h.mode {
 		case modeXFF:
-			e, found = walk(r.Header[h.header], h.RealIPRecursive, h.trusted)
+			e, found = walk(r.Header[h.header], bool(h.RealIPRecursive), h.trusted)
 		case modeSingle:
 			if lines := r.Header[h.header]; len(lines) > 0 {
-				e, found = walk(lines[:1], h.RealIPRecursive, h.trusted)
+				e, found = walk(lines[:1], bool(h.RealIPRecursive), h.trusted)
 			}
 		case modeProxyProtocol:
 			if res.conn != nil && res.conn.Source.IsValid() {
@@ -230,3 +230,24 @@ var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// missingWrapperError explains a real_ip_header proxy_protocol handler on a
+// server without the listener wrapper. The usual cause, when a wrapper was
+// configured, is a Caddyfile "servers <key>" block whose key is not the
+// server's listen address as written (bind and default_bind change it), so
+// the block silently applies to no server: the message names the addresses.
+func missingWrapperError(listen []string) error {
+	addrs := strings.Join(listen, " ")
+	key := ":443"
+	if len(listen) > 0 {
+		key = listen[0]
+	}
+	return fmt.Errorf("real_ip: real_ip_header proxy_protocol needs the real_ip listener wrapper, listed before tls, on this server, "+
+		"which listens on %s, and it has none. "+
+		"If you configured one in a Caddyfile servers block with a key (servers <key> { listener_wrappers { ... } }), "+
+		"the key must be one of those listen addresses exactly as written (bind and default_bind change it: here, servers %s), "+
+		"or leave the key out to apply the block to every server. "+
+		"Caddyfile global options: servers %s { listener_wrappers { real_ip <trusted_ips...>; tls } } (one per line); "+
+		"JSON: \"listener_wrappers\": [{\"wrapper\":\"real_ip\",\"trusted_ips\":[...]}, {\"wrapper\":\"tls\"}]",
+		addrs, key, key)
+}

@@ -65,7 +65,7 @@ func (lw *ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if len(lw.TrustedIPs) == 0 {
 		d.Reset()
 		d.Next()
-		return d.Err("the real_ip listener wrapper needs trusted_ips: list the load balancers that send PROXY headers, e.g. real_ip 10.0.0.0/8")
+		return d.Err("the real_ip listener wrapper needs trusted_ips: list the load balancers that send PROXY headers, e.g. real_ip 10.0.0.0/8 " + realipcf.EnvHint)
 	}
 	return nil
 }
