@@ -179,7 +179,12 @@ func (c *caddyProc) loadCaddyfile(caddyfile string) {
 	c.t.Helper()
 	global := fmt.Sprintf("\n\tadmin %s\n\tskip_install_trust\n\tstorage file_system %s\n", c.admin, c.dir)
 	body := "{" + global + "}\n" + caddyfile
-	if trimmed := strings.TrimSpace(caddyfile); strings.HasPrefix(trimmed, "{") {
+	trimmed := strings.TrimSpace(caddyfile)
+	for strings.HasPrefix(trimmed, "#") { // leading comment lines
+		_, trimmed, _ = strings.Cut(trimmed, "\n")
+		trimmed = strings.TrimSpace(trimmed)
+	}
+	if strings.HasPrefix(trimmed, "{") {
 		body = "{" + global + trimmed[1:] // merged into the Caddyfile's own global options
 	}
 	if code, msg := c.post(body, "text/caddyfile"); code != 200 {

@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-realip/realip/internal/ppvectors"
+)
+
+// readmeBlock returns the fenced block of the README whose first line is
+// the comment marker, so a test runs what the README shows.
+func readmeBlock(t *testing.T, marker string) string {
+	t.Helper()
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, block := range strings.Split(string(data), "```")[1:] {
+		_, body, ok := strings.Cut(block, "\n")
+		if ok && strings.HasPrefix(body, marker+"\n") {
+			return body
+		}
+	}
+	t.Fatalf("no README block starts with %q", marker)
+	return ""
+}
+
+// TestREADMEEKSCaddyfile runs the README's complete EKS Caddyfile, with its
+// ports moved to free ones and the VPC CIDR to this machine's loopback
+// address (the test plays the NLB from 127.0.0.1): HTTPS and HTTP behind
+// the "NLB" restore the client, the NLB's LOCAL health check is served
+// with the balancer's address, and a kubelet probe without a header gets
+// its 200 on the probe port. The unkeyed servers block the README warns
+// against is run too, to show the empty reply the probe would get.
+func TestREADMEEKSCaddyfile(t *testing.T) {
+	c := startCaddy(t)
+	up := upstreamEcho(t)
+	ports := freePorts(t, 3)
+	https, http80, probe := ports[0], ports[1], ports[2]
+	cfg := readmeBlock(t, "# EKS: NLB with PROXY protocol v2 in front of Caddy")
+	cfg = regexp.MustCompile(`:(443|80|8081)\b`).ReplaceAllStringFunc(cfg, func(p string) string {
+		return fmt.Sprintf(":%d", map[string]int{":443": https, ":80": http80, ":8081": probe}[p])
+	})
+	cfg = strings.ReplaceAll(cfg, "10.0.0.0/16", "127.0.0.1")
+	cfg = strings.ReplaceAll(cfg, "app:8080", up)
+	// Caddy's internal CA instead of ACME, and the site ports moved.
+	cfg = strings.Replace(cfg, "{\n", fmt.Sprintf("{\n\tlocal_certs\n\thttps_port %d\n\thttp_port %d\n", https, http80), 1)
+	c.loadCaddyfile(cfg)
+
+	byName := map[string][]byte{}
+	for _, v := range loadVectors(t) {
+		byName[v.Name] = v.Data
+	}
+
+	// HTTPS behind the NLB: PROXY v2 (with the VPC endpoint TLV), then TLS.
+	tr := &http.Transport{
+		DialContext:     proxyDialer(fmt.Sprintf("127.0.0.1:%d", https), byName[ppvectors.AWSNLB]),
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "app.example.com"},
+	}
+	defer tr.CloseIdleConnections()
+	var resp *http.Response
+	var err error
+	// The internal CA issues the certificate just after the config loads.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err = (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://app.example.com/")
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("HTTPS through the NLB: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var upstream http.Header
+	if err := json.Unmarshal(body, &upstream); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if got := upstream.Get("X-Forwarded-For"); got != "203.0.113.9" {
+		t.Errorf("HTTPS: upstream X-Forwarded-For %q, want the PROXY source 203.0.113.9", got)
+	}
+
+	// HTTP behind the NLB: PROXY v1, redirected to HTTPS.
+	conn, err := dialFrom("127.0.0.1")(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", http80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect := roundTrip(t, conn, []byte("PROXY TCP4 203.0.113.9 10.0.0.1 5555 80\r\nGET /cart HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n"), 5*time.Second)
+	if redirect.status != 308 {
+		t.Errorf("HTTP through the NLB: %+v, want a 308 redirect", redirect)
+	}
+
+	// The NLB's HTTP health check: PROXY v2 LOCAL, Host is the pod's IP.
+	conn, err = dialFrom("127.0.0.1")(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", http80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := roundTrip(t, conn, append(append([]byte(nil), byName["v2 LOCAL"]...), "GET /healthz HTTP/1.1\r\nHost: 10.0.3.7\r\nConnection: close\r\n\r\n"...), 5*time.Second)
+	if check.closed || check.status != 200 {
+		t.Errorf("NLB health check (PROXY v2 LOCAL): %+v, want 200", check)
+	}
+
+	// A kubelet probe: no PROXY header, on the probe port.
+	conn, err = dialFrom("127.0.0.1")(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", probe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubelet := roundTrip(t, conn, []byte("GET /healthz HTTP/1.1\r\nHost: 10.0.3.7:8081\r\nConnection: close\r\n\r\n"), 5*time.Second)
+	if kubelet.closed || kubelet.status != 200 {
+		t.Errorf("kubelet probe: %+v, want 200", kubelet)
+	}
+
+	// The trap the README warns about: an unkeyed servers block puts the
+	// wrapper on the probe port too, and the probe gets an empty reply.
+	sites := cfg[strings.Index(cfg, "\n}\n")+3:]
+	unkeyed := fmt.Sprintf("{\n\tlocal_certs\n\thttps_port %d\n\thttp_port %d\n\tservers {\n\t\tlistener_wrappers {\n\t\t\treal_ip 127.0.0.1\n\t\t\ttls\n\t\t}\n\t\tprotocols h1 h2\n\t}\n}\n%s", https, http80, sites)
+	c.loadCaddyfile(unkeyed)
+	conn, err = dialFrom("127.0.0.1")(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", probe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := roundTrip(t, conn, []byte("GET /healthz HTTP/1.1\r\nHost: 10.0.3.7:8081\r\nConnection: close\r\n\r\n"), 10*time.Second); !o.closed {
+		t.Errorf("with an unkeyed servers block the probe got %+v; the README says it gets an empty reply", o)
+	}
+}
+
+// TestREADMEKongUpstreamHeaders loads the README's block for Kong's upstream
+// headers as written and checks what reaches the upstream, from a trusted
+// and from an untrusted peer, X-Forwarded-Prefix included (Kong sends it
+// only from trusted peers, and never empty).
+func TestREADMEKongUpstreamHeaders(t *testing.T) {
+	c := startCaddy(t)
+	up := upstreamEcho(t)
+	port := freePort(t)
+	block := strings.ReplaceAll(readmeBlock(t, "# Kong's upstream headers"), "app:8080", up)
+	c.loadCaddyfile(fmt.Sprintf("http://localhost:%d {\n\tbind 127.0.0.1\n\treal_ip 127.0.0.1 {\n\t\treal_ip_header X-Forwarded-For\n\t}\n%s}\n", port, block))
+	in := []string{"X-Forwarded-For: 203.0.113.50", "X-Forwarded-Proto: https", "X-Forwarded-Host: shop.example",
+		"X-Forwarded-Port: 8443", "X-Forwarded-Path: /shop/cart", "X-Forwarded-Prefix: /shop"}
+	get := func(src string) http.Header {
+		body, _ := getFrom(t, src, fmt.Sprintf("127.0.0.1:%d", port), in)
+		var h http.Header
+		if err := json.Unmarshal([]byte(body), &h); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		return h
+	}
+	check := func(who string, h http.Header, want map[string]string) {
+		for k, v := range want {
+			vals, present := h[k]
+			switch {
+			case v == "" && present:
+				t.Errorf("%s: %s sent as %q; Kong leaves it out", who, k, vals)
+			case v != "" && (len(vals) != 1 || vals[0] != v):
+				t.Errorf("%s: %s = %q, want %q", who, k, vals, v)
+			}
+		}
+	}
+	check("trusted peer", get("127.0.0.1"), map[string]string{
+		"X-Real-Ip": "203.0.113.50", "X-Forwarded-For": "203.0.113.50, 127.0.0.1",
+		"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example", "X-Forwarded-Port": "8443",
+		"X-Forwarded-Path": "/shop/cart", "X-Forwarded-Prefix": "/shop",
+	})
+	check("untrusted peer", get("127.0.0.2"), map[string]string{
+		"X-Real-Ip": "127.0.0.2", "X-Forwarded-For": "203.0.113.50, 127.0.0.2",
+		"X-Forwarded-Proto": "http", "X-Forwarded-Host": "localhost", "X-Forwarded-Port": fmt.Sprint(port),
+		"X-Forwarded-Path": "/", "X-Forwarded-Prefix": "",
+	})
+}
+
+// TestREADMEConnPlaceholders pins down what the README's placeholder table
+// says: conn_ip and conn_port are the physical sender on every connection
+// through the wrapper, header or not; the other proxy_protocol placeholders
+// are empty without a header; without the wrapper all of them are empty.
+func TestREADMEConnPlaceholders(t *testing.T) {
+	c := startCaddy(t)
+	ports := freePorts(t, 2)
+	wrapped, plain := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
+	body := "conn_ip={http.real_ip.proxy_protocol.conn_ip} conn_port={http.real_ip.proxy_protocol.conn_port} " +
+		"version={http.real_ip.proxy_protocol.version} src_ip={http.real_ip.proxy_protocol.src_ip} client={http.real_ip.client_ip}"
+	route := fmt.Sprintf(`"routes":[{"handle":[{"handler":"real_ip","trusted_ips":["127.0.0.1"],"real_ip_header":"X-Forwarded-For"},
+		{"handler":"static_response","body":%q}]}]`, body)
+	c.loadJSON(fmt.Sprintf(`{"http":{"servers":{
+		"wrapped":{"listen":[%q],"listener_wrappers":[{"wrapper":"real_ip","trusted_ips":["127.0.0.1"],"missing_header":"allow"}],%s},
+		"plain":{"listen":[%q],%s}}}}`, wrapped, route, plain, route))
+
+	for _, c := range []struct {
+		name, addr string
+		header     []byte
+		want       map[string]string
+	}{
+		{"wrapper, PROXY header", wrapped, []byte("PROXY TCP4 203.0.113.9 10.0.0.1 5555 443\r\n"),
+			map[string]string{"conn_ip": "127.0.0.1", "version": "1", "src_ip": "203.0.113.9", "client": "203.0.113.9"}},
+		{"wrapper, no header (missing_header allow)", wrapped, nil,
+			map[string]string{"conn_ip": "127.0.0.1", "version": "", "src_ip": "", "client": "127.0.0.1"}},
+		{"no wrapper", plain, nil,
+			map[string]string{"conn_ip": "", "conn_port": "", "version": "", "src_ip": "", "client": "127.0.0.1"}},
+	} {
+		o := exchange(t, "tcp", "127.0.0.1", c.addr, c.header, 5*time.Second)
+		got := fields(o.body)
+		for k, v := range c.want {
+			if got[k] != v {
+				t.Errorf("%s: %s = %q, want %q (%s)", c.name, k, got[k], v, o.body)
+			}
+		}
+		if c.addr == wrapped {
+			if la := o.local.String(); got["conn_port"] == "" || !strings.HasSuffix(la, ":"+got["conn_port"]) {
+				t.Errorf("%s: conn_port %q is not the sender's port (%s)", c.name, got["conn_port"], la)
+			}
+		}
+	}
+}
