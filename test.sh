@@ -1,20 +1,30 @@
 #!/bin/sh
 # The whole test suite: vet and staticcheck, unit and in-process tests, end-to-end tests
 # against the Caddy binary built once by ./xcaddy.sh, conformance tests
-# against nginx, all under the race detector; then a short run of every fuzz
-# target. nginx (Debian's nginx-light) is the reference implementation for
-# the conformance tests: it is installed here if missing and we are root.
+# against nginx, topology tests (network namespaces, nftables, HAProxy), all
+# under the race detector; then a short run of every fuzz target. What the
+# tests need from Debian is installed here if missing and we are root.
 set -eu
 cd "$(dirname "$0")"
 
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+# nginx (Debian's nginx-light) is the reference for the conformance tests;
+# HAProxy and nftables rebuild a cluster's data path for the topology tests
+# (which also need root, for network namespaces).
+need=""
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx-light"
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need="$need haproxy"
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need="$need nftables"
+if [ -n "$need" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-		echo "installing nginx-light (the conformance reference)"
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null ||
-			{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null; }
-	else
+		echo "installing$need"
+		# shellcheck disable=SC2086
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need >/dev/null ||
+			{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need >/dev/null; }
+	elif echo "$need" | grep -q nginx; then
 		echo "nginx is needed for the conformance tests: sudo apt-get install -y nginx-light" >&2
 		exit 1
+	else
+		echo "note:$need missing; the topology tests will say how to run them (as root)" >&2
 	fi
 fi
 
