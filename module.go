@@ -5,13 +5,15 @@
 //     listeners, Kong's proxy_protocol listen flag;
 //   - http.handlers.real_ip (Caddyfile directive real_ip): trusted
 //     forwarding headers, Kong's trusted_ips, real_ip_header and
-//     real_ip_recursive.
+//     real_ip_recursive;
+//   - caddy real-ip: commands that import Kong's and ingress-nginx's settings.
 //
 // Import this package to register every module and the Caddyfile syntax.
 package realip
 
 import (
 	_ "github.com/caddy-realip/realip/caddyfile"
+	_ "github.com/caddy-realip/realip/command"
 	_ "github.com/caddy-realip/realip/handler"
 	_ "github.com/caddy-realip/realip/listenerwrapper"
 )

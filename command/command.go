@@ -1,0 +1,137 @@
+// Package command registers `caddy real-ip`, the plugin's commands (grouped
+// as `caddy storage` groups Caddy's): `import kong` and `import
+// ingress-nginx` write a Caddyfile from those products' settings.
+package command
+
+import (
+	"fmt"
+	"os"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "real-ip",
+		Short: "Commands of the caddy-realip plugin (client IP behind load balancers)",
+		Long: `
+Commands of the caddy-realip plugin, which keeps the real client IP behind
+load balancers with Kong's and nginx's options (the real_ip handler and
+listener wrapper).
+
+  caddy real-ip import kong           Kong's proxy_listen, trusted_ips, real_ip_header,
+                                      real_ip_recursive as a Caddyfile
+  caddy real-ip import ingress-nginx  an ingress-nginx controller ConfigMap as a Caddyfile
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			importCmd := &cobra.Command{
+				Use:   "import",
+				Short: "Writes a Caddyfile from another proxy's client-IP settings",
+			}
+			importCmd.AddCommand(kongCommand(), ingressNginxCommand())
+			cmd.AddCommand(importCmd)
+		},
+	})
+}
+
+func kongCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "kong [--conf kong.conf] [--upstream URL] [--json]",
+		Short: "Writes a Caddyfile from Kong's proxy_listen, trusted_ips, real_ip_header and real_ip_recursive",
+		Long: `
+Reads KONG_PROXY_LISTEN, KONG_TRUSTED_IPS, KONG_REAL_IP_HEADER and
+KONG_REAL_IP_RECURSIVE from the environment, and the same keys from the
+kong.conf given with --conf; the environment wins, as in Kong, and Kong's
+defaults fill in what neither sets. Prints a Caddyfile with one site per
+proxy_listen entry (--json: the adapted JSON). Listen flags without a Caddy
+equivalent become comments that say what Caddy does instead.
+`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			confPath, _ := cmd.Flags().GetString("conf")
+			conf := map[string]string{}
+			if confPath != "" {
+				f, err := os.Open(confPath)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if conf, err = readKongConf(f); err != nil {
+					return fmt.Errorf("%s: %w", confPath, err)
+				}
+			}
+			p, err := kongPlan(os.Getenv, conf, confPath)
+			if err != nil {
+				return err
+			}
+			p.upstream, _ = cmd.Flags().GetString("upstream")
+			if p.upstream != "" && len(p.trustedIPs) > 0 {
+				p.headerUp = kongUpstreamHeaders
+				p.dropPrefix = true
+			}
+			return write(cmd, p)
+		},
+	}
+	c.Flags().String("conf", "", "a kong.conf to read (the environment overrides it)")
+	addOutputFlags(c)
+	return c
+}
+
+func ingressNginxCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "ingress-nginx --configmap FILE [--http-port N] [--https-port N] [--upstream URL] [--json]",
+		Short: "Writes a Caddyfile from an ingress-nginx controller ConfigMap's client-IP keys",
+		Long: `
+Reads the controller's ConfigMap manifest (YAML) and translates
+use-proxy-protocol, proxy-protocol-header-timeout, use-forwarded-headers,
+enable-real-ip, forwarded-for-header, compute-full-forwarded-for and
+proxy-real-ip-cidr, with ingress-nginx's defaults and its template's
+behaviour (real_ip_recursive on). --http-port and --https-port are the
+controller's own flags (defaults 80 and 443). Other keys are listed in a
+comment.
+`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, _ := cmd.Flags().GetString("configmap")
+			if path == "" {
+				return fmt.Errorf("--configmap FILE is required: the controller's ConfigMap manifest (kubectl -n ingress-nginx get configmap ingress-nginx-controller -o yaml)")
+			}
+			manifest, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			httpPort, _ := cmd.Flags().GetInt("http-port")
+			httpsPort, _ := cmd.Flags().GetInt("https-port")
+			p, err := ingressNginxPlan(manifest, path, httpPort, httpsPort)
+			if err != nil {
+				return err
+			}
+			p.upstream, _ = cmd.Flags().GetString("upstream")
+			return write(cmd, p)
+		},
+	}
+	c.Flags().String("configmap", "", "the controller ConfigMap manifest (YAML)")
+	c.Flags().Int("http-port", 80, "the controller's --http-port")
+	c.Flags().Int("https-port", 443, "the controller's --https-port")
+	addOutputFlags(c)
+	return c
+}
+
+func addOutputFlags(c *cobra.Command) {
+	c.Flags().String("upstream", "", "the upstream URL for each site's reverse_proxy (without it: a respond placeholder)")
+	c.Flags().Bool("json", false, "print the adapted JSON instead of the Caddyfile")
+}
+
+// write prints the plan as a Caddyfile, or as JSON with --json.
+func write(cmd *cobra.Command, p *plan) error {
+	out := p.caddyfile()
+	if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
+		var err error
+		if out, err = adapt(out); err != nil {
+			return err
+		}
+	}
+	_, err := cmd.OutOrStdout().Write(out)
+	return err
+}

@@ -1,0 +1,181 @@
+package command
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/caddy-realip/realip/caddyfile"
+	_ "github.com/caddy-realip/realip/listenerwrapper"
+)
+
+var update = flag.Bool("update", false, "rewrite the import golden files in testdata/import")
+
+// golden compares out with the file, or writes it under -update.
+func golden(t *testing.T, file string, out []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(file, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("%v (go test ./command -update writes it)", err)
+	}
+	if !bytes.Equal(out, want) {
+		t.Errorf("output differs from %s:\n%s", file, out)
+	}
+}
+
+// loads adapts a generated Caddyfile and provisions it, as caddy run would.
+func loads(t *testing.T, cf []byte) {
+	t.Helper()
+	js, err := adapt(cf)
+	if err != nil {
+		t.Fatalf("adapt: %v\n%s", err, cf)
+	}
+	var cfg caddy.Config
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Admin = &caddy.AdminConfig{Disabled: true}
+	cfg.StorageRaw, _ = json.Marshal(map[string]string{"module": "file_system", "root": t.TempDir()})
+	if err := caddy.Validate(&cfg); err != nil {
+		t.Errorf("the generated Caddyfile does not load: %v\n%s", err, cf)
+	}
+}
+
+// expectedError returns the "# error: ..." first line of a case, if any.
+func expectedError(data []byte) (string, bool) {
+	first, _, _ := strings.Cut(string(data), "\n")
+	return strings.CutPrefix(first, "# error: ")
+}
+
+// TestImportKongGolden runs each testdata/import/kong/*.env (KONG_*
+// variables; CONF names a kong.conf beside it, UPSTREAM the --upstream)
+// and compares the Caddyfile with the .caddyfile beside it, which must
+// adapt and load; or, for "# error:" cases, checks the error.
+func TestImportKongGolden(t *testing.T) {
+	files, _ := filepath.Glob("../testdata/import/kong/*.env")
+	if len(files) < 8 {
+		t.Fatalf("only %d cases", len(files))
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := map[string]string{}
+			for _, line := range strings.Split(string(data), "\n") {
+				if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+					env[k] = v
+				}
+			}
+			conf := map[string]string{}
+			confName := ""
+			if name := env["CONF"]; name != "" {
+				confName = "kong.conf"
+				f, err := os.Open(filepath.Join(filepath.Dir(file), name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				if conf, err = readKongConf(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p, err := kongPlan(func(k string) string { return env[k] }, conf, confName)
+			if want, isErr := expectedError(data); isErr {
+				if err == nil || !strings.Contains(err.Error(), strings.TrimSpace(want)) {
+					t.Fatalf("error %v\nwant %q", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.upstream = env["UPSTREAM"]; p.upstream != "" && len(p.trustedIPs) > 0 {
+				p.headerUp, p.dropPrefix = kongUpstreamHeaders, true
+			}
+			out := p.caddyfile()
+			golden(t, strings.TrimSuffix(file, ".env")+".caddyfile", out)
+			loads(t, out)
+		})
+	}
+}
+
+// TestImportIngressNginxGolden does the same for ConfigMap manifests
+// (testdata/import/ingress-nginx/*.yaml), with the default ports and an
+// upstream.
+func TestImportIngressNginxGolden(t *testing.T) {
+	files, _ := filepath.Glob("../testdata/import/ingress-nginx/*.yaml")
+	if len(files) < 4 {
+		t.Fatalf("only %d cases", len(files))
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := ingressNginxPlan(data, filepath.Base(file), 80, 443)
+			if want, isErr := expectedError(data); isErr {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("error %v\nwant %q", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.upstream = "http://127.0.0.1:9000"
+			out := p.caddyfile()
+			golden(t, strings.TrimSuffix(file, ".yaml")+".caddyfile", out)
+			loads(t, out)
+		})
+	}
+}
+
+func TestReadKongConf(t *testing.T) {
+	conf, err := readKongConf(strings.NewReader("# comment\nProxy_Listen = 0.0.0.0:8000 # trailing\nreal_ip_header = X-Hash\\#Tag\n\nempty =\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"proxy_listen": "0.0.0.0:8000", "real_ip_header": "X-Hash#Tag", "empty": ""}
+	for k, v := range want {
+		if conf[k] != v {
+			t.Errorf("%s = %q, want %q", k, conf[k], v)
+		}
+	}
+	if _, err := readKongConf(strings.NewReader("just words\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("bad line: %v", err)
+	}
+}
+
+// The environment wins over kong.conf, which wins over Kong's defaults.
+func TestKongPrecedence(t *testing.T) {
+	env := map[string]string{"KONG_REAL_IP_HEADER": "X-Forwarded-For"}
+	conf := map[string]string{"real_ip_header": "CF-Connecting-IP", "real_ip_recursive": "on", "trusted_ips": "10.0.0.0/8"}
+	p, err := kongPlan(func(k string) string { return env[k] }, conf, "kong.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.header != "X-Forwarded-For" || !p.recursive || strings.Join(p.trustedIPs, " ") != "10.0.0.0/8" || len(p.listeners) != 2 {
+		t.Errorf("%+v", p)
+	}
+	src := strings.Join(p.sources, "\n")
+	for _, s := range []string{"(environment KONG_REAL_IP_HEADER)", "real_ip_recursive = on  (kong.conf)", "proxy_listen = 0.0.0.0:8000 reuseport backlog=16384, 0.0.0.0:8443 http2 ssl reuseport backlog=16384  (Kong's default)"} {
+		if !strings.Contains(src, s) {
+			t.Errorf("sources do not say %q:\n%s", s, src)
+		}
+	}
+}

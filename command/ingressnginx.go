@@ -1,0 +1,150 @@
+package command
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/caddy-realip/realip/handler"
+	"github.com/caddy-realip/realip/internal/ipset"
+)
+
+// ingressNginxKeys are the controller ConfigMap keys about the client
+// address, with ingress-nginx's defaults.
+var ingressNginxKeys = []struct{ name, def string }{
+	{"use-proxy-protocol", "false"},
+	{"proxy-protocol-header-timeout", "5s"},
+	{"use-forwarded-headers", "false"},
+	{"enable-real-ip", "false"},
+	{"forwarded-for-header", "X-Forwarded-For"},
+	{"compute-full-forwarded-for", "false"},
+	{"proxy-real-ip-cidr", "0.0.0.0/0"},
+}
+
+// configMap is the part of a ConfigMap manifest that matters here; yaml.v3
+// is already in every Caddy build (Caddy uses it), so the plugin adds none.
+type configMap struct {
+	Kind     string                `yaml:"kind"`
+	Metadata struct{ Name string } `yaml:"metadata"`
+	Data     map[string]string     `yaml:"data"`
+}
+
+// ingressNginxPlan translates an ingress-nginx controller ConfigMap, as the
+// controller's nginx.tmpl uses it: the realip module is on when
+// use-forwarded-headers, use-proxy-protocol or enable-real-ip is true, with
+// real_ip_header proxy_protocol (with the PROXY protocol) or
+// forwarded-for-header, real_ip_recursive on, and set_real_ip_from
+// proxy-real-ip-cidr.
+func ingressNginxPlan(manifest []byte, fileName string, httpPort, httpsPort int) (*plan, error) {
+	var cm configMap
+	if err := yaml.Unmarshal(manifest, &cm); err != nil {
+		return nil, fmt.Errorf("%s: not a ConfigMap manifest: %v", fileName, err)
+	}
+	if cm.Kind != "ConfigMap" {
+		return nil, fmt.Errorf("%s: kind is '%s', want ConfigMap (the controller's, named by its --configmap flag)", fileName, cm.Kind)
+	}
+	p := &plan{command: "import ingress-nginx"}
+	values := map[string]string{}
+	for _, k := range ingressNginxKeys {
+		v, from := k.def, "ingress-nginx's default"
+		if d, ok := cm.Data[k.name]; ok {
+			v, from = strings.TrimSpace(d), fmt.Sprintf("ConfigMap %s in %s", cm.Metadata.Name, fileName)
+		}
+		values[k.name] = v
+		p.sources = append(p.sources, fmt.Sprintf("%s: %q  (%s)", k.name, v, from))
+	}
+	flag := func(name string) (bool, error) {
+		b, err := strconv.ParseBool(values[name])
+		if err != nil {
+			return false, fmt.Errorf("%s: %s must be true or false, got '%s'", fileName, name, values[name])
+		}
+		return b, nil
+	}
+	useProxyProtocol, err := flag("use-proxy-protocol")
+	if err != nil {
+		return nil, err
+	}
+	useForwarded, err := flag("use-forwarded-headers")
+	if err != nil {
+		return nil, err
+	}
+	enableRealIP, err := flag("enable-real-ip")
+	if err != nil {
+		return nil, err
+	}
+	computeFull, err := flag("compute-full-forwarded-for")
+	if err != nil {
+		return nil, err
+	}
+	if useProxyProtocol {
+		d, err := time.ParseDuration(values["proxy-protocol-header-timeout"])
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%s: proxy-protocol-header-timeout must be a duration such as 5s, got '%s'", fileName, values["proxy-protocol-header-timeout"])
+		}
+		p.ppTimeout = d.String()
+	}
+
+	if useForwarded || useProxyProtocol || enableRealIP {
+		cidrs := ipset.Expand([]string{values["proxy-real-ip-cidr"]})
+		if _, _, err := ipset.Parse(cidrs); err != nil {
+			return nil, fmt.Errorf("%s: proxy-real-ip-cidr: %w", fileName, err)
+		}
+		p.trustedIPs = cidrs
+		p.recursive = true // the template always sets real_ip_recursive on
+		if useProxyProtocol {
+			p.header = handler.HeaderProxyProtocol
+		} else {
+			if _, err := handler.CheckHeaderName(values["forwarded-for-header"]); err != nil {
+				return nil, fmt.Errorf("%s: forwarded-for-header: %w", fileName, err)
+			}
+			p.header = values["forwarded-for-header"]
+		}
+	} else {
+		p.notes = append(p.notes, "use-forwarded-headers, use-proxy-protocol and enable-real-ip are all false: ingress-nginx believes no header.")
+	}
+
+	for _, l := range []listener{
+		{origin: fmt.Sprintf("ingress-nginx: --http-port %d", httpPort), port: httpPort, proxyProtocol: useProxyProtocol},
+		{origin: fmt.Sprintf("ingress-nginx: --https-port %d", httpsPort), port: httpsPort, https: true, proxyProtocol: useProxyProtocol},
+	} {
+		p.listeners = append(p.listeners, l)
+	}
+
+	// What the controller sends upstream.
+	p.headerUp = append(p.headerUp, [2]string{"X-Real-IP", "{client_ip}"})
+	if computeFull {
+		p.headerUp = append(p.headerUp, [2]string{"X-Forwarded-For", "{http.real_ip.upstream.x_forwarded_for}"})
+	} else {
+		p.headerUp = append(p.headerUp, [2]string{"X-Forwarded-For", "{client_ip}"})
+	}
+	if useForwarded {
+		p.headerUp = append(p.headerUp,
+			[2]string{"X-Forwarded-Proto", "{http.real_ip.upstream.x_forwarded_proto}"},
+			[2]string{"X-Forwarded-Host", "{http.real_ip.upstream.x_forwarded_host}"},
+			[2]string{"X-Forwarded-Port", "{http.real_ip.upstream.x_forwarded_port}"})
+	} else {
+		p.headerUp = append(p.headerUp,
+			[2]string{"X-Forwarded-Proto", "{http.request.scheme}"},
+			[2]string{"X-Forwarded-Host", "{http.request.host}"})
+	}
+
+	var other []string
+	known := map[string]bool{}
+	for _, k := range ingressNginxKeys {
+		known[k.name] = true
+	}
+	for k := range cm.Data {
+		if !known[k] {
+			other = append(other, k)
+		}
+	}
+	if len(other) > 0 {
+		sort.Strings(other)
+		p.notes = append(p.notes, "Not translated (no client-address meaning, or no Caddy equivalent here): "+strings.Join(other, ", ")+".")
+	}
+	return p, nil
+}

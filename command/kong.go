@@ -1,0 +1,246 @@
+package command
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caddy-realip/realip/handler"
+	"github.com/caddy-realip/realip/internal/ipset"
+)
+
+// kongKeys are the settings `import kong` reads, with Kong's defaults
+// (kong.conf.default).
+var kongKeys = []struct{ name, def string }{
+	{"proxy_listen", "0.0.0.0:8000 reuseport backlog=16384, 0.0.0.0:8443 http2 ssl reuseport backlog=16384"},
+	{"trusted_ips", ""},
+	{"real_ip_header", "X-Real-IP"},
+	{"real_ip_recursive", "off"},
+}
+
+// kongListenFlags are the proxy_listen flags Kong accepts
+// (kong/conf_loader/listeners.lua), as Lua patterns in Kong's usage text.
+var kongListenFlags = []string{"ssl", "http2", "proxy_protocol", "deferred", "bind", "reuseport", "backlog=%d+",
+	"ipv6only=on", "ipv6only=off", "so_keepalive=on", "so_keepalive=off", "so_keepalive=%w*:%w*:%d*"}
+
+var (
+	backlogFlag   = regexp.MustCompile(`^backlog=\d+$`)
+	keepaliveFlag = regexp.MustCompile(`^so_keepalive=(\w*):(\w*):(\d*)$`)
+)
+
+// readKongConf reads the keys of a kong.conf: "key = value" lines, "#"
+// starting a comment unless escaped as "\#", as Kong's loader reads them.
+func readKongConf(r io.Reader) (map[string]string, error) {
+	conf := map[string]string{}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		var b strings.Builder
+		for i := 0; i < len(line); i++ {
+			if line[i] == '\\' && i+1 < len(line) && line[i+1] == '#' {
+				b.WriteByte('#')
+				i++
+				continue
+			}
+			if line[i] == '#' {
+				break
+			}
+			b.WriteByte(line[i])
+		}
+		line = strings.TrimSpace(b.String())
+		if line == "" {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("kong.conf line %d: want key = value, got '%s'", n, line)
+		}
+		conf[strings.ToLower(strings.TrimSpace(key))] = strings.TrimSpace(value)
+	}
+	return conf, sc.Err()
+}
+
+// kongPlan translates Kong's settings: the environment (KONG_<KEY>) over
+// kong.conf over Kong's defaults, as Kong resolves them.
+func kongPlan(env func(string) string, conf map[string]string, confName string) (*plan, error) {
+	p := &plan{command: "import kong"}
+	values := map[string]string{}
+	for _, k := range kongKeys {
+		envName := "KONG_" + strings.ToUpper(k.name)
+		v, from := k.def, "Kong's default"
+		if c, ok := conf[k.name]; ok && strings.TrimSpace(c) != "" {
+			v, from = c, confName
+		}
+		if e := env(envName); strings.TrimSpace(e) != "" {
+			v, from = e, "environment "+envName
+		}
+		v = strings.TrimSpace(v)
+		values[k.name] = v
+		shown := v
+		if shown == "" {
+			shown = "(empty)"
+		}
+		p.sources = append(p.sources, fmt.Sprintf("%s = %s  (%s)", k.name, shown, from))
+	}
+
+	if v := values["trusted_ips"]; v != "" {
+		entries := ipset.Expand([]string{v})
+		if _, _, err := ipset.Parse(entries); err != nil {
+			return nil, err // Kong's own wording, naming the entry
+		}
+		p.trustedIPs = entries
+	}
+	header, err := handler.CheckHeaderName(values["real_ip_header"])
+	if err != nil {
+		return nil, err
+	}
+	if header == handler.HeaderProxyProtocol {
+		p.header = header
+	} else {
+		p.header = values["real_ip_header"]
+	}
+	// Kong reads "on" and "true" as true and anything else as false.
+	switch r := values["real_ip_recursive"]; r {
+	case "on", "true":
+		p.recursive = true
+	case "off", "false":
+	default:
+		p.notes = append(p.notes, fmt.Sprintf("real_ip_recursive '%s' is neither on nor true: Kong reads it as off, and so does this file.", r))
+	}
+	if p.header != handler.HeaderProxyProtocol && len(p.trustedIPs) > 0 {
+		p.handlerNotes = append(p.handlerNotes, "Behind a PROXY listener, the header is believed only from trusted PROXY sources (Kong judges the balancer).")
+	}
+
+	listeners, err := kongListeners(values["proxy_listen"])
+	if err != nil {
+		return nil, err
+	}
+	p.listeners = listeners
+	return p, nil
+}
+
+// kongListeners translates proxy_listen, with Kong's error when an entry
+// does not parse.
+func kongListeners(value string) ([]listener, error) {
+	usage := "proxy_listen must be of form: [off] | <ip>:<port> [" + strings.Join(kongListenFlags, "] [") + "], [... next entry ...]"
+	entries := strings.Split(value, ",")
+	if strings.TrimSpace(entries[0]) == "off" {
+		return nil, nil
+	}
+	var out []listener
+	for _, entry := range entries {
+		entry = strings.TrimSpace(entry)
+		fields := strings.Fields(entry)
+		if len(fields) == 0 {
+			return nil, fmt.Errorf("%s; got an empty entry in '%s'", usage, value)
+		}
+		l := listener{origin: "Kong: " + entry}
+		host, portText, ok := cutHostPort(fields[0])
+		port, err := strconv.Atoi(portText)
+		if !ok || err != nil || port < 1 || port > 65535 {
+			return nil, fmt.Errorf("%s; got '%s'", usage, entry)
+		}
+		l.port = port
+		ipv6only := true // nginx's default for [::]
+		var keepalive []string
+		for _, flag := range fields[1:] {
+			switch {
+			case flag == "ssl":
+				l.https = true
+			case flag == "http2":
+				// HTTP/2 over TLS is Caddy's default; cleartext gets h2c.
+			case flag == "proxy_protocol":
+				l.proxyProtocol = true
+			case flag == "deferred":
+				l.notes = append(l.notes, "deferred: Go does not set TCP_DEFER_ACCEPT; nothing to do.")
+			case flag == "bind":
+				l.notes = append(l.notes, "bind: Caddy binds each listen address on its own already.")
+			case flag == "reuseport":
+				l.notes = append(l.notes, "reuseport: Caddy is one process and binds with SO_REUSEPORT already.")
+			case backlogFlag.MatchString(flag):
+				l.notes = append(l.notes, flag+": Caddy takes the kernel's net.core.somaxconn as its backlog; raise that sysctl to "+strings.TrimPrefix(flag, "backlog=")+".")
+			case flag == "ipv6only=on":
+				ipv6only = true
+			case flag == "ipv6only=off":
+				ipv6only = false
+			case flag == "so_keepalive=on":
+				l.notes = append(l.notes, "so_keepalive=on: Caddy turns TCP keepalive on by default.")
+			case flag == "so_keepalive=off":
+				keepalive = append(keepalive, "keepalive_interval -1s")
+			case keepaliveFlag.MatchString(flag):
+				m := keepaliveFlag.FindStringSubmatch(flag)
+				if m[1] != "" {
+					keepalive = append(keepalive, "keepalive_idle "+nginxTime(m[1]))
+				}
+				if m[2] != "" {
+					keepalive = append(keepalive, "keepalive_interval "+nginxTime(m[2]))
+				}
+				if m[3] != "" {
+					keepalive = append(keepalive, "keepalive_count "+m[3])
+				}
+			default:
+				return nil, fmt.Errorf("%s; got '%s' (unknown flag '%s')", usage, entry, flag)
+			}
+		}
+		if slices.Contains(fields[1:], "http2") && !l.https {
+			l.h2c = true
+		}
+		l.serverLines = keepalive
+		switch addr, err := netip.ParseAddr(strings.Trim(host, "[]")); {
+		case err != nil:
+			l.bind = host // a host name
+		case addr.IsUnspecified() && addr.Is4():
+			l.notes = append(l.notes, "0.0.0.0: Caddy listens on every IPv4 and IPv6 address.")
+		case addr.IsUnspecified() && ipv6only:
+			l.bind = "tcp6/[::]"
+		case addr.IsUnspecified():
+			// [::] ipv6only=off: dual-stack, Caddy's default.
+		case addr.Is6():
+			l.bind = "[" + addr.String() + "]"
+		default:
+			l.bind = addr.String()
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// cutHostPort splits "host:port", "[v6]:port" and "*:port".
+func cutHostPort(s string) (host, port string, ok bool) {
+	i := strings.LastIndex(s, ":")
+	if i <= 0 {
+		return "", "", false
+	}
+	host, port = s[:i], s[i+1:]
+	if strings.Contains(host, ":") && !(strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")) {
+		return "", "", false
+	}
+	if host == "*" {
+		host = "0.0.0.0"
+	}
+	return host, port, true
+}
+
+// nginxTime turns an nginx time ("30", "30s", "1m") into a Caddy duration.
+func nginxTime(s string) string {
+	if _, err := strconv.Atoi(s); err == nil {
+		return s + "s"
+	}
+	return s
+}
+
+// kongUpstreamHeaders are the README's header_up lines for Kong's upstream
+// headers.
+var kongUpstreamHeaders = [][2]string{
+	{"X-Real-IP", "{http.real_ip.upstream.x_real_ip}"},
+	{"X-Forwarded-For", "{http.real_ip.upstream.x_forwarded_for}"},
+	{"X-Forwarded-Proto", "{http.real_ip.upstream.x_forwarded_proto}"},
+	{"X-Forwarded-Host", "{http.real_ip.upstream.x_forwarded_host}"},
+	{"X-Forwarded-Port", "{http.real_ip.upstream.x_forwarded_port}"},
+	{"X-Forwarded-Path", "{http.real_ip.upstream.x_forwarded_path}"},
+}
