@@ -542,6 +542,8 @@ func TestTopologyKubernetes(t *testing.T) {
 		tp.t = t
 		tp.expectClient("tiers", tp.request(edge, "tiers", ""), topoClient)
 		tp.expectClient("tiers-forged-xff", tp.request(edge, "tiers-forged-xff", "", forgedXFF), topoClient)
+		tp.expectRefused("tiers-forged-pp", tp.request(edge, "tiers-forged-pp", forgedPP))
+		tp.expectRefused("tiers-bypass-forged-pp", tp.request(tierDirect, "tiers-bypass-forged-pp", forgedPP))
 		// Around the L7 tier, straight to the L4 one: the PROXY source is
 		// the client itself, not trusted, so its X-Forwarded-For is not
 		// believed (nginx would believe it: it judges the L4 balancer).
