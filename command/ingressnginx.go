@@ -107,11 +107,9 @@ func ingressNginxPlan(manifest []byte, fileName string, httpPort, httpsPort int)
 		p.notes = append(p.notes, "use-forwarded-headers, use-proxy-protocol and enable-real-ip are all false: ingress-nginx believes no header.")
 	}
 
-	for _, l := range []listener{
+	p.listeners = []listener{
 		{origin: fmt.Sprintf("ingress-nginx: --http-port %d", httpPort), port: httpPort, proxyProtocol: useProxyProtocol},
 		{origin: fmt.Sprintf("ingress-nginx: --https-port %d", httpsPort), port: httpsPort, https: true, proxyProtocol: useProxyProtocol},
-	} {
-		p.listeners = append(p.listeners, l)
 	}
 
 	// What the controller sends upstream.
