@@ -36,7 +36,7 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test -race (the e2e tests' Caddy binary is built with -race too)"
 REALIP_RACE=1 go test -race -count=1 -timeout 20m ./...
 echo "== examples/kubernetes (a Go module of its own: manifests, Caddyfiles, Dockerfile)"
-(cd examples/kubernetes && go vet ./... && go test -count=1 ./...)
+(cd examples/kubernetes && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./... && go test -count=1 ./...)
 echo "== fuzz ($FUZZTIME each)"
 grep -rE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+\(' . | while IFS=: read -r file decl; do
 	target=$(echo "$decl" | sed -E 's/^func (Fuzz[A-Za-z0-9_]+)\(.*/\1/')
