@@ -1,6 +1,7 @@
 // Package command registers `caddy real-ip`, the plugin's commands (grouped
 // as `caddy storage` groups Caddy's): `import kong` and `import
-// ingress-nginx` write a Caddyfile from those products' settings.
+// ingress-nginx` write a Caddyfile from those products' settings, and
+// `explain` shows the handler's decision for a request step by step.
 package command
 
 import (
@@ -23,6 +24,8 @@ listener wrapper).
   caddy real-ip import kong           Kong's proxy_listen, trusted_ips, real_ip_header,
                                       real_ip_recursive as a Caddyfile
   caddy real-ip import ingress-nginx  an ingress-nginx controller ConfigMap as a Caddyfile
+  caddy real-ip explain               which client address the real_ip handler would
+                                      choose for a request, step by step
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			importCmd := &cobra.Command{
@@ -30,7 +33,7 @@ listener wrapper).
 				Short: "Writes a Caddyfile from another proxy's client-IP settings",
 			}
 			importCmd.AddCommand(kongCommand(), ingressNginxCommand())
-			cmd.AddCommand(importCmd)
+			cmd.AddCommand(importCmd, explainCommand())
 		},
 	})
 }

@@ -13,10 +13,12 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-realip/realip/internal/conninfo"
 	"github.com/caddy-realip/realip/internal/forwarded"
 	"github.com/caddy-realip/realip/internal/ipset"
+	"github.com/caddy-realip/realip/internal/metrics"
 )
 
 func init() {
@@ -81,6 +83,7 @@ type Handler struct {
 	header  string // canonical MIME form
 	mode    mode
 	logger  *zap.Logger
+	metrics *metrics.Requests
 }
 
 // CaddyModule returns the Caddy module information.
@@ -94,7 +97,37 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision validates the configuration and builds the trusted set.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	set, err := ipset.Build(h.TrustedIPs, h.logger)
+	if err := h.setup(h.logger); err != nil {
+		return err
+	}
+	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil {
+		return nil
+	}
+	wrapped := conninfo.ServerMarked(srv)
+	// Kong documents that real_ip_header proxy_protocol needs a
+	// proxy_protocol listener but never checks, and silently answers with
+	// the load balancer's address; here it is a config error.
+	if h.mode == modeProxyProtocol && !wrapped {
+		return missingWrapperError(srv.Listen)
+	}
+	warnings, err := h.trusted.Audit(srv.Listen)
+	// Behind the wrapper, a header mode judges the PROXY source, which can
+	// be a TCP client even on a UNIX listener: the listeners say nothing.
+	if err != nil && (h.mode == modeProxyProtocol || !wrapped) {
+		return fmt.Errorf("real_ip: %w", err)
+	}
+	for _, w := range warnings {
+		h.logger.Warn(w, zap.Strings("listen", srv.Listen))
+	}
+	h.metrics = metrics.ForRequests(ctx)
+	return nil
+}
+
+// setup validates the options and builds the trusted set; Provision and
+// Explain share it.
+func (h *Handler) setup(logger *zap.Logger) error {
+	set, err := ipset.Build(h.TrustedIPs, logger)
 	if errors.Is(err, ipset.ErrEmpty) {
 		return fmt.Errorf("real_ip: trusted_ips is required: list the load balancers or proxies whose headers are believed (for example trusted_ips 10.0.0.0/8)")
 	}
@@ -116,16 +149,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.mode = modeProxyProtocol
 	case HeaderXForwardedFor:
 		h.mode, h.header = modeXFF, canonical
-		return nil
 	default:
 		h.header = canonical
-		return nil
-	}
-	// Kong documents that real_ip_header proxy_protocol needs a
-	// proxy_protocol listener but never checks, and silently answers with
-	// the load balancer's address; here it is a config error.
-	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && !conninfo.ServerMarked(srv) {
-		return missingWrapperError(srv.Listen)
 	}
 	return nil
 }
@@ -149,6 +174,35 @@ func (h *Handler) apply(r *http.Request) {
 	}
 	res.peer, res.peerUnix = parseRemoteAddr(r.RemoteAddr)
 	res.peerText = r.RemoteAddr
+
+	// The debug log shows the walk; without debug logging, no trace.
+	var trace *[]Step
+	ce := h.logger.Check(zapcore.DebugLevel, "real_ip decision")
+	if ce != nil {
+		trace = new([]Step)
+	}
+	h.decide(&res, r.Header, trace)
+	if res.source != sourcePeer {
+		r.RemoteAddr = res.client.String()
+		caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, hostOf(r.RemoteAddr))
+	}
+	caddyhttp.SetVar(r.Context(), caddyhttp.TrustedProxyVarKey, res.headersTrusted)
+	caddyhttp.SetVar(r.Context(), appliedVarKey, true)
+	h.metrics.Count(int(res.source), res.trusted)
+	if ce != nil {
+		ce.Write(h.decisionFields(&res, r.Header, *trace)...)
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		res.req = r
+		repl.Map(res.replace)
+	}
+}
+
+// decide fills in the decision for a request from res.peer (and res.conn):
+// whether the peer is trusted, and the client and its source. It is the
+// handler's whole judgement, shared with Explain; trace, if not nil,
+// receives the walk's steps.
+func (h *Handler) decide(res *result, header http.Header, trace *[]Step) {
 	res.client = res.peer
 	if h.mode == modeProxyProtocol {
 		// The peer is the load balancer itself, as nginx's
@@ -157,43 +211,67 @@ func (h *Handler) apply(r *http.Request) {
 	}
 	res.trusted = h.trusted.ContainsPeer(res.peer, res.peerUnix)
 	res.headersTrusted = res.trusted
+	if !res.trusted {
+		return
+	}
+	var e forwarded.Entry
+	var found bool
+	switch h.mode {
+	case modeXFF:
+		e, found = walk(header[h.header], bool(h.RealIPRecursive), h.trusted, trace)
+	case modeSingle:
+		if lines := header[h.header]; len(lines) > 0 {
+			e, found = walk(lines[:1], bool(h.RealIPRecursive), h.trusted, trace)
+		}
+	case modeProxyProtocol:
+		if res.conn != nil && res.conn.Source.IsValid() {
+			e, found = forwarded.Entry{Addr: res.conn.Source.Addr(), Port: res.conn.Source.Port()}, true
+		}
+	}
+	if !found {
+		return
+	}
+	res.client = netip.AddrPortFrom(e.Addr, e.Port)
+	res.source = sourceHeader
+	if h.mode == modeProxyProtocol {
+		res.source = sourceProxyProtocol
+		// The HTTP headers were written by the PROXY source, not by the L4
+		// balancer: their X-Forwarded-* are believed only if that source
+		// is trusted (Kong believes them whenever the balancer is).
+		res.headersTrusted = h.trusted.Contains(res.client.Addr())
+	}
+}
 
-	if res.trusted {
-		var e forwarded.Entry
-		var found bool
-		switch h.mode {
-		case modeXFF:
-			e, found = walk(r.Header[h.header], bool(h.RealIPRecursive), h.trusted)
-		case modeSingle:
-			if lines := r.Header[h.header]; len(lines) > 0 {
-				e, found = walk(lines[:1], bool(h.RealIPRecursive), h.trusted)
-			}
-		case modeProxyProtocol:
-			if res.conn != nil && res.conn.Source.IsValid() {
-				e, found = forwarded.Entry{Addr: res.conn.Source.Addr(), Port: res.conn.Source.Port()}, true
-			}
-		}
-		if found {
-			res.client = netip.AddrPortFrom(e.Addr, e.Port)
-			res.source = sourceHeader
-			if h.mode == modeProxyProtocol {
-				res.source = sourceProxyProtocol
-				// The HTTP headers were written by the PROXY source, not
-				// by the L4 balancer: their X-Forwarded-* are believed
-				// only if that source is trusted (Kong believes them
-				// whenever the balancer is).
-				res.headersTrusted = h.trusted.Contains(res.client.Addr())
-			}
-			r.RemoteAddr = res.client.String()
-			caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, hostOf(r.RemoteAddr))
-		}
+// maxLoggedValue bounds the header value in the debug log: a client can
+// send up to max_header_size bytes.
+const maxLoggedValue = 256
+
+// decisionFields is the debug log line of one decision.
+func (h *Handler) decisionFields(res *result, header http.Header, steps []Step) []zap.Field {
+	peer := res.peerText
+	if !res.peerUnix {
+		peer = res.peer.String()
 	}
-	caddyhttp.SetVar(r.Context(), caddyhttp.TrustedProxyVarKey, res.headersTrusted)
-	caddyhttp.SetVar(r.Context(), appliedVarKey, true)
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		res.req = r
-		repl.Map(res.replace)
+	fields := []zap.Field{zap.String("peer", peer), zap.Bool("trusted", res.trusted)}
+	if h.mode != modeProxyProtocol {
+		lines := header[h.header]
+		if h.mode == modeSingle && len(lines) > 1 {
+			lines = lines[:1]
+		}
+		value := strings.Join(lines, "\n")
+		if len(value) > maxLoggedValue {
+			value = value[:maxLoggedValue] + fmt.Sprintf("… (%d bytes)", len(value))
+		}
+		fields = append(fields, zap.String("header", h.header), zap.String("value", value))
 	}
+	if len(steps) > 0 {
+		walked := make([]string, len(steps))
+		for i, s := range steps {
+			walked[i] = s.Token + ": " + s.Verdict
+		}
+		fields = append(fields, zap.Strings("walk", walked))
+	}
+	return append(fields, zap.String("client", res.clientText()), zap.String("source", res.source.String()))
 }
 
 // physicalPeer returns the socket's peer of a connection that came through
@@ -250,4 +328,13 @@ func missingWrapperError(listen []string) error {
 		"Caddyfile global options: servers %s { listener_wrappers { real_ip <trusted_ips...>; tls } } (one per line); "+
 		"JSON: \"listener_wrappers\": [{\"wrapper\":\"real_ip\",\"trusted_ips\":[...]}, {\"wrapper\":\"tls\"}]",
 		addrs, key, key)
+}
+
+// clientText is the client as client:port, or the peer's text for a peer on
+// a UNIX socket that nothing replaced.
+func (res *result) clientText() string {
+	if res.source == sourcePeer && res.peerUnix {
+		return res.peerText
+	}
+	return res.client.String()
 }

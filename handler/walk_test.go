@@ -33,7 +33,7 @@ func TestWalk(t *testing.T) {
 		{[]string{"1.1.1.1, ::ffff:10.0.0.7"}, true, "1.1.1.1:0"},
 	}
 	for _, c := range cases {
-		e, ok := walk(c.lines, c.recursive, trusted)
+		e, ok := walk(c.lines, c.recursive, trusted, nil)
 		got := ""
 		if ok {
 			got = netip.AddrPortFrom(e.Addr, e.Port).String()
@@ -47,7 +47,7 @@ func TestWalk(t *testing.T) {
 func TestWalkDoesNotAllocate(t *testing.T) {
 	trusted, _, _ := ipset.Parse([]string{"10.0.0.0/8"})
 	lines := []string{"203.0.113.7, 198.51.100.1", "10.1.1.1, 10.2.2.2:80, [2001:db8::1]:443"}
-	if n := testing.AllocsPerRun(100, func() { walk(lines, true, trusted) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { walk(lines, true, trusted, nil) }); n != 0 {
 		t.Errorf("walk allocates %v times", n)
 	}
 }
@@ -63,7 +63,11 @@ func FuzzWalk(f *testing.F) {
 	trusted, _, _ := ipset.Parse([]string{"10.0.0.0/8", "::1"})
 	f.Fuzz(func(t *testing.T, s string, recursive bool) {
 		lines := strings.Split(s, "\n")
-		e, ok := walk(lines, recursive, trusted)
+		e, ok := walk(lines, recursive, trusted, nil)
+		var steps []Step
+		if te, tok := walk(lines, recursive, trusted, &steps); te != e || tok != ok {
+			t.Fatalf("%q: traced walk answers %v %v, untraced %v %v", s, te, tok, e, ok)
+		}
 		if !ok {
 			return
 		}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-realip/realip/internal/conninfo"
+	"github.com/caddy-realip/realip/internal/metrics"
 )
 
 // listener hands out connections that read their PROXY header on first use.
@@ -43,6 +44,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		peer := c.RemoteAddr()
 		trusted := l.lw.trustedPeer(peer)
 		if !trusted && l.lw.Untrusted == UntrustedReject {
+			l.lw.metrics.Count(metrics.UntrustedRejected)
 			l.lw.logger.Debug("closing connection from a peer outside trusted_ips (untrusted reject)",
 				zap.Stringer("peer", peer))
 			_ = c.Close()
@@ -163,40 +165,63 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(t)
 }
 
-// process reads and applies the PROXY header, if the policy asks for one.
+// process reads and applies the PROXY header, if the policy asks for one,
+// and counts what became of it.
 func (c *conn) process() {
 	info := &c.addr.Info
 	lw := c.lw
 	if !info.Trusted && lw.Untrusted == UntrustedSkip {
+		lw.metrics.Count(metrics.UntrustedIgnored)
 		return
 	}
 
-	_ = c.Conn.SetReadDeadline(time.Now().Add(lw.timeout))
+	start := time.Now()
+	_ = c.Conn.SetReadDeadline(start.Add(lw.timeout))
 	c.br = bufio.NewReaderSize(c.Conn, readBufSize)
 	raw, err := readHeaderBytes(c.br)
 	c.mu.Lock()
 	restore := c.readDeadline
 	c.mu.Unlock()
 	_ = c.Conn.SetReadDeadline(restore)
-	if err != nil {
+	var h *proxyproto.Header
+	if err == nil && raw != nil {
+		h, err = parseHeader(raw)
+	}
+	lw.metrics.ObserveRead(time.Since(start).Seconds())
+
+	silent := errors.Is(err, errSilent) // nothing at all within timeout
+	switch {
+	case err != nil && !silent && errors.Is(err, errTimedOut):
+		lw.metrics.Count(metrics.Timeout)
+		c.refuse("PROXY header not complete within timeout", err)
+		return
+	case err != nil && !silent:
+		lw.metrics.Count(metrics.Malformed)
 		c.refuse("malformed PROXY header", err)
 		return
-	}
-	if raw == nil {
-		if info.Trusted && lw.MissingHeader == MissingReject {
-			c.refuse("no PROXY header from a trusted sender (missing_header reject)", nil)
+	case !info.Trusted:
+		// untrusted ignore: a header was read, checked, and thrown away.
+		lw.metrics.Count(metrics.UntrustedIgnored)
+		if h != nil {
+			lw.logger.Debug("ignoring PROXY header from a peer outside trusted_ips",
+				zap.Stringer("peer", info.Physical))
 		}
 		return
-	}
-	h, err := parseHeader(raw)
-	if err != nil {
-		c.refuse("malformed PROXY header", err)
+	case h == nil && lw.MissingHeader == MissingReject:
+		if silent {
+			lw.metrics.Count(metrics.Timeout)
+			c.refuse("no PROXY header from a trusted sender within timeout (missing_header reject)", nil)
+			return
+		}
+		lw.metrics.Count(metrics.MissingRejected)
+		c.refuse("no PROXY header from a trusted sender (missing_header reject)", nil)
 		return
-	}
-	if !info.Trusted {
-		// untrusted ignore: read, checked, and thrown away.
-		lw.logger.Debug("ignoring PROXY header from a peer outside trusted_ips",
-			zap.Stringer("peer", info.Physical))
+	case h == nil:
+		if silent {
+			lw.metrics.Count(metrics.Timeout)
+		} else {
+			lw.metrics.Count(metrics.MissingAllowed)
+		}
 		return
 	}
 	info.Header = h
@@ -207,18 +232,27 @@ func (c *conn) process() {
 			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 			info.Source = ap
 			info.SetClient(net.TCPAddrFromAddrPort(ap))
+			lw.metrics.Count(metrics.Accepted)
+			return
 		}
 	}
+	lw.metrics.Count(metrics.Local)
 }
 
-// refuse closes the connection without a response and logs why.
+// refuse closes the connection without a response and logs why, at most
+// once per second for each peer address and reason (refusalLog).
 func (c *conn) refuse(what string, err error) {
 	c.err = errClosed
-	fields := []zap.Field{zap.Stringer("peer", c.addr.Info.Physical)}
-	if err != nil {
-		fields = append(fields, zap.String("reason", err.Error()))
+	if ok, suppressed := c.lw.refusals.allow(c.addr.Info.Physical, what); ok {
+		fields := []zap.Field{zap.Stringer("peer", c.addr.Info.Physical)}
+		if err != nil {
+			fields = append(fields, zap.String("reason", err.Error()))
+		}
+		if suppressed > 0 {
+			fields = append(fields, zap.Int("suppressed", suppressed))
+		}
+		c.lw.logger.Warn(what, fields...)
 	}
-	c.lw.logger.Warn(what, fields...)
 	_ = c.Conn.Close()
 }
 
@@ -232,6 +266,9 @@ func readHeaderBytes(br *bufio.Reader) ([]byte, error) {
 		v1 := len(b) <= len(sigV1) && bytes.HasPrefix(sigV1, b)
 		v2 := len(b) <= len(sigV2) && bytes.HasPrefix(sigV2, b)
 		if len(b) < n {
+			if len(b) == 0 && errors.Is(cause(err), errTimedOut) {
+				return nil, errSilent
+			}
 			if len(b) == 0 || (!v1 && !v2) {
 				return nil, nil // nothing came, or plain bytes then EOF/timeout
 			}
@@ -278,9 +315,16 @@ func readV2(br *bufio.Reader) ([]byte, error) {
 	return raw, nil
 }
 
+// errTimedOut is the cause of a header cut short by the timeout; errSilent
+// means nothing at all arrived within it.
+var (
+	errTimedOut = errors.New("timed out")
+	errSilent   = fmt.Errorf("nothing received: %w", errTimedOut)
+)
+
 func cause(err error) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return errors.New("timed out")
+		return errTimedOut
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return errors.New("connection closed")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddy-realip/realip/internal/conninfo"
 	"github.com/caddy-realip/realip/internal/ipset"
+	"github.com/caddy-realip/realip/internal/metrics"
 )
 
 func init() {
@@ -62,9 +63,11 @@ type ListenerWrapper struct {
 	// the connection at once; "skip" reads nothing, its bytes are plain HTTP.
 	Untrusted string `json:"untrusted,omitempty"`
 
-	trusted *ipset.Set
-	timeout time.Duration
-	logger  *zap.Logger
+	trusted  *ipset.Set
+	timeout  time.Duration
+	logger   *zap.Logger
+	metrics  *metrics.Proxy
+	refusals *refusalLog
 }
 
 // CaddyModule returns the Caddy module information.
@@ -79,6 +82,7 @@ func (ListenerWrapper) CaddyModule() caddy.ModuleInfo {
 // server's listener wrappers.
 func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 	lw.logger = ctx.Logger()
+	lw.refusals = &refusalLog{}
 	set, err := ipset.Build(lw.TrustedIPs, lw.logger)
 	if errors.Is(err, ipset.ErrEmpty) {
 		return fmt.Errorf("real_ip listener wrapper: trusted_ips is required: list the load balancers that send PROXY headers (for example trusted_ips 10.0.0.0/8)")
@@ -111,6 +115,14 @@ func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 	}
 
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		warnings, err := set.Audit(srv.Listen)
+		if err != nil {
+			return fmt.Errorf("real_ip listener wrapper: %w", err)
+		}
+		for _, w := range warnings {
+			lw.logger.Warn(w, zap.Strings("listen", srv.Listen))
+		}
+		lw.metrics = metrics.ForProxy(ctx)
 		before, err := checkPlacement(srv)
 		if err != nil {
 			return err

@@ -1,0 +1,72 @@
+package command
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func runExplain(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	c := explainCommand()
+	var out bytes.Buffer
+	c.SetOut(&out)
+	c.SetErr(&out)
+	c.SetIn(strings.NewReader(stdin))
+	c.SetArgs(args)
+	err := c.Execute()
+	return out.String(), err
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func TestExplain(t *testing.T) {
+	cases := []struct {
+		args  []string
+		stdin string
+		want  string
+	}{
+		{[]string{"--trusted-ips", "10.0.0.0/8", "--header", "X-Forwarded-For", "--recursive", "--peer", "10.0.0.5:41000",
+			"--value", "203.0.113.7, 10.0.3.1"}, "", "client: 203.0.113.7:0 (source header)"},
+		{[]string{"--trusted-ips", "10.0.0.0/8", "--header", "X-Forwarded-For", "--peer", "10.0.0.5:41000",
+			"--value", "203.0.113.7, 10.0.3.1"}, "", "client: 10.0.3.1:0 (source header)"},
+		{[]string{"--trusted-ips", "10.0.0.0/8", "--header", "X-Forwarded-For", "--recursive", "--peer", "192.0.2.9:5000",
+			"--value", "203.0.113.7"}, "", "client: 192.0.2.9:5000 (source peer)"},
+		{[]string{"--trusted-ips", "10.0.0.0/8,192.168.0.0/16", "--header", "X-Forwarded-For", "--recursive", "--peer", "10.0.0.5:1",
+			"--value", "198.51.100.1", "--value", "10.1.1.1, 10.2.2.2:80"}, "", "client: 198.51.100.1:0 (source header)"},
+		{[]string{"--trusted-ips", "10.0.0.0/8", "--header", "X-Forwarded-For", "--recursive", "--peer", "10.0.0.5:1",
+			"--value", "unknown, 10.0.0.9"}, "", "client: 10.0.0.9:0 (source header)"},
+		{[]string{"--trusted-ips", "unix:", "--header", "X-Real-IP", "--peer", "@"}, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "client: @ (source peer)"},
+		// A raw request on standard input: only the first X-Real-IP line counts.
+		{[]string{"--trusted-ips", "10.0.0.0/8", "--peer", "10.0.0.5:1"},
+			"GET / HTTP/1.1\r\nHost: a\r\nX-Real-IP: 203.0.113.9:8080\r\nX-Real-IP: 198.51.100.4\r\n\r\n", "client: 203.0.113.9:8080 (source header)"},
+	}
+	for _, c := range cases {
+		out, err := runExplain(t, c.stdin, c.args...)
+		if err != nil {
+			t.Errorf("%v: %v", c.args, err)
+			continue
+		}
+		if got := lastLine(out); got != c.want {
+			t.Errorf("%v:\n%s\nlast line %q, want %q", c.args, out, got, c.want)
+		}
+	}
+	out, _ := runExplain(t, "", "--trusted-ips", "10.0.0.0/8", "--header", "X-Forwarded-For", "--recursive", "--peer", "10.0.0.5:41000",
+		"--value", "203.0.113.7, 10.0.3.1")
+	for _, want := range []string{"peer: 10.0.0.5:41000 is in trusted_ips", `line 1: "203.0.113.7, 10.0.3.1"`,
+		"10.0.3.1: trusted: a proxy, go on to its left", "203.0.113.7: not trusted: the client"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explanation lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := runExplain(t, "", "--trusted-ips", "10.0.0.0/8", "--header", "proxy-protocol", "--peer", "10.0.0.5:1", "--value", "x"); err == nil ||
+		!strings.Contains(err.Error(), "misspelling of proxy_protocol") {
+		t.Errorf("near-miss header: %v", err)
+	}
+	if _, err := runExplain(t, "", "--trusted-ips", "10.0.0.0/8", "--peer", "nowhere", "--value", "x"); err == nil {
+		t.Error("a bad peer was accepted")
+	}
+}

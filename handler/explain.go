@@ -1,0 +1,117 @@
+package handler
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"go.uber.org/zap"
+)
+
+// Explanation is the handler's decision for one request, step by step, as
+// `caddy real-ip explain` prints it.
+type Explanation struct {
+	Peer        string // as given
+	PeerTrusted bool
+	Header      string   // the header read, canonical ("" in proxy_protocol mode)
+	AllLines    bool     // every line is read (X-Forwarded-For), else the first
+	Recursive   bool     //
+	Lines       []string // the lines the walk read
+	Steps       []Step
+	Client      string // client:port, or "@" for a UNIX peer kept as the client
+	Source      string // peer or header
+	Warnings    []string
+}
+
+// Explain runs the handler's own judgement offline: cfg is a real_ip
+// handler's configuration, peer the request's remote address as the
+// handler would see it ("203.0.113.7:4711", "[2001:db8::1]:443", or "@"
+// for a peer on a UNIX socket), header the request's headers.
+func Explain(cfg Handler, peer string, header http.Header) (*Explanation, error) {
+	h := cfg
+	h.logger = zap.NewNop()
+	if err := h.setup(h.logger); err != nil {
+		return nil, err
+	}
+	if h.mode == modeProxyProtocol {
+		return nil, fmt.Errorf("real_ip_header proxy_protocol takes the client from the connection's PROXY header, not from the request: explain covers the header modes")
+	}
+	res := result{source: sourcePeer, peerText: peer}
+	if peer != "@" {
+		ap, err := netip.ParseAddrPort(peer)
+		if err != nil {
+			return nil, fmt.Errorf("peer '%s' is not address:port (203.0.113.7:4711, [2001:db8::1]:443) or @ for a UNIX socket peer", peer)
+		}
+		res.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	} else {
+		res.peerUnix = true
+	}
+	var steps []Step
+	h.decide(&res, header, &steps)
+	ex := &Explanation{
+		Peer: peer, PeerTrusted: res.trusted, Header: h.header, AllLines: h.mode == modeXFF,
+		Recursive: bool(h.RealIPRecursive), Steps: steps, Client: res.clientText(), Source: res.source.String(),
+	}
+	ex.Lines = header[h.header]
+	if h.mode == modeSingle && len(ex.Lines) > 1 {
+		ex.Lines = ex.Lines[:1]
+	}
+	if set := h.trusted; set.CoversAllIPv4() || set.CoversAllIPv6() {
+		ex.Warnings = append(ex.Warnings, "trusted_ips covers every address of a family: any client that can reach Caddy directly can choose its own address")
+	}
+	return ex, nil
+}
+
+// String prints the explanation: the rules, the peer, each entry walked, and
+// a last line "client: <addr>:<port> (source <peer|header>)".
+func (ex *Explanation) String() string {
+	var b strings.Builder
+	lines := "its first line"
+	if ex.AllLines {
+		lines = "every line, last to first"
+	}
+	rec := "off: the right-most entry is the client"
+	if ex.Recursive {
+		rec = "on: trusted entries are skipped, right to left"
+	}
+	fmt.Fprintf(&b, "header: %s (%s); real_ip_recursive %s\n", ex.Header, lines, rec)
+	for _, w := range ex.Warnings {
+		fmt.Fprintf(&b, "warning: %s\n", w)
+	}
+	if !ex.PeerTrusted {
+		fmt.Fprintf(&b, "peer: %s is not in trusted_ips: its headers are not read\n", ex.Peer)
+	} else {
+		fmt.Fprintf(&b, "peer: %s is in trusted_ips: its %s header is read\n", ex.Peer, ex.Header)
+		switch {
+		case len(ex.Lines) == 0:
+			fmt.Fprintf(&b, "no %s header: nothing to read\n", ex.Header)
+		default:
+			for i, l := range ex.Lines {
+				fmt.Fprintf(&b, "line %d: %q\n", i+1, l)
+			}
+		}
+		for _, s := range ex.Steps {
+			token := s.Token
+			if token == "" {
+				token = `""`
+			}
+			trust := ""
+			if s.Parsed && !s.Trusted && s.Verdict == VerdictRightmost {
+				trust = " (not trusted)"
+			} else if s.Parsed && s.Trusted && s.Verdict == VerdictRightmost {
+				trust = " (trusted)"
+			}
+			fmt.Fprintf(&b, "  line %d, %s%s: %s\n", s.Line+1, token, trust, s.Verdict)
+		}
+		if n := len(ex.Steps); n > 0 && ex.Steps[n-1].Verdict == VerdictUnparsable {
+			if ex.Source == "header" {
+				b.WriteString("  the last entry taken stands\n")
+			} else {
+				b.WriteString("  nothing was taken: the peer stays the client\n")
+			}
+		}
+	}
+	fmt.Fprintf(&b, "client: %s (source %s)\n", ex.Client, ex.Source)
+	return b.String()
+}

@@ -1,0 +1,166 @@
+// Package metrics holds caddy-realip's Prometheus metrics, registered in
+// Caddy's metrics registry (the admin endpoint's /metrics and the metrics
+// handler show them). The collectors live as long as the process and are
+// registered again in the registry of each config Caddy loads, so a reload
+// neither duplicates nor resets them. No label carries an address.
+package metrics
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Results of a connection through the listener wrapper.
+const (
+	Accepted          = "accepted"           // a trusted sender's header gave the client address
+	Local             = "local"              // LOCAL, UNKNOWN, UNSPEC, AF_UNIX or UDP: the peer was kept
+	MissingAllowed    = "missing_allowed"    // a trusted sender sent no header; served (missing_header allow)
+	MissingRejected   = "missing_rejected"   // a trusted sender sent no header; closed (missing_header reject)
+	Malformed         = "malformed"          // a header that does not parse; closed
+	Timeout           = "timeout"            // nothing, or part of a header, within timeout
+	UntrustedIgnored  = "untrusted_ignored"  // a peer outside trusted_ips, served with its own address
+	UntrustedRejected = "untrusted_rejected" // a peer outside trusted_ips, closed (untrusted reject)
+)
+
+var results = []string{Accepted, Local, MissingAllowed, MissingRejected, Malformed, Timeout, UntrustedIgnored, UntrustedRejected}
+
+var (
+	once         sync.Once
+	proxyHeaders *prometheus.CounterVec
+	requests     *prometheus.CounterVec
+	headerRead   *prometheus.HistogramVec
+)
+
+func initCollectors() {
+	const ns, sub = "caddy", "realip"
+	proxyHeaders = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "proxy_headers_total",
+		Help: "Connections through the real_ip listener wrapper, by what became of their PROXY header.",
+	}, []string{"server", "result"})
+	requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "requests_total",
+		Help: "Requests seen by the real_ip handler, by where the client address came from and whether the peer was trusted.",
+	}, []string{"server", "source", "trusted"})
+	headerRead = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ns, Subsystem: sub, Name: "header_read_seconds",
+		Help:    "Time the real_ip listener wrapper took to read and settle a connection's PROXY header.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"server"})
+}
+
+// register adds the collectors to the registry of the config being loaded.
+func register(ctx caddy.Context) {
+	once.Do(initCollectors)
+	reg := ctx.GetMetricsRegistry()
+	if reg == nil {
+		return
+	}
+	for _, c := range []prometheus.Collector{proxyHeaders, requests, headerRead} {
+		if err := reg.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				caddy.Log().Named("real_ip").Error("registering metrics", zap.Error(err))
+			}
+		}
+	}
+}
+
+// ServerName is the name of a server in Caddy's http app ("srv0", or the
+// name a Caddyfile servers block gives). Caddy keeps it in an unexported
+// field and has no accessor, so it is read by reflection; "" if that ever
+// fails.
+func ServerName(srv *caddyhttp.Server) string {
+	if srv == nil {
+		return ""
+	}
+	v := reflect.ValueOf(srv).Elem().FieldByName("name")
+	if !v.IsValid() || v.Kind() != reflect.String {
+		return ""
+	}
+	return v.String()
+}
+
+// serverLabel names the server of ctx for the server label: its name, or
+// its listen addresses if the name cannot be read.
+func serverLabel(ctx caddy.Context) string {
+	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if name := ServerName(srv); name != "" {
+		return name
+	}
+	if srv != nil {
+		return strings.Join(srv.Listen, " ")
+	}
+	return ""
+}
+
+// Proxy holds the listener wrapper's counters for one server, looked up
+// once so that counting costs one atomic add.
+type Proxy struct {
+	byResult map[string]prometheus.Counter
+	read     prometheus.Observer
+}
+
+// ForProxy registers the metrics and returns the wrapper's counters.
+func ForProxy(ctx caddy.Context) *Proxy {
+	register(ctx)
+	server := serverLabel(ctx)
+	p := &Proxy{byResult: map[string]prometheus.Counter{}, read: headerRead.WithLabelValues(server)}
+	for _, r := range results {
+		p.byResult[r] = proxyHeaders.WithLabelValues(server, r)
+	}
+	return p
+}
+
+// Count records a connection's result (one of the constants above).
+func (p *Proxy) Count(result string) {
+	if p != nil {
+		p.byResult[result].Inc()
+	}
+}
+
+// ObserveRead records how long a header read took, in seconds.
+func (p *Proxy) ObserveRead(seconds float64) {
+	if p != nil {
+		p.read.Observe(seconds)
+	}
+}
+
+// Requests holds the handler's counters for one server, by source (peer,
+// header, proxy_protocol) and trust.
+type Requests struct {
+	counters [3][2]prometheus.Counter
+}
+
+// Sources, in the order Requests indexes them.
+var Sources = [3]string{"peer", "header", "proxy_protocol"}
+
+// ForRequests registers the metrics and returns the handler's counters.
+func ForRequests(ctx caddy.Context) *Requests {
+	register(ctx)
+	server := serverLabel(ctx)
+	r := &Requests{}
+	for i, source := range Sources {
+		r.counters[i][0] = requests.WithLabelValues(server, source, "false")
+		r.counters[i][1] = requests.WithLabelValues(server, source, "true")
+	}
+	return r
+}
+
+// Count records one request; source indexes Sources.
+func (r *Requests) Count(source int, trusted bool) {
+	if r == nil {
+		return
+	}
+	t := 0
+	if trusted {
+		t = 1
+	}
+	r.counters[source][t].Inc()
+}
