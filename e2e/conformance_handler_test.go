@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -140,6 +142,61 @@ func conformanceCases() []conformanceCase {
 	return cases
 }
 
+// explainPeerPort is the peer port given to caddy real-ip explain; an
+// answer with it is the peer's own.
+const explainPeerPort = 40000
+
+// explainAnswer runs a case through `caddy real-ip explain`, with the
+// variant's settings, the case's source address as the peer and the case's
+// raw request on standard input, and normalises the client it prints.
+func explainAnswer(t *testing.T, c conformanceCase) answer {
+	t.Helper()
+	var v variant
+	for _, cv := range conformanceVariants {
+		if cv.name == c.variant {
+			v = cv
+		}
+	}
+	peer := "@"
+	switch c.via {
+	case "v4", "dual":
+		peer = fmt.Sprintf("%s:%d", c.src, explainPeerPort)
+	case "v6":
+		peer = fmt.Sprintf("[::1]:%d", explainPeerPort)
+	}
+	args := []string{"real-ip", "explain", "--header", v.header, "--peer", peer}
+	for _, ip := range trustedForConformance {
+		args = append(args, "--trusted-ips", ip)
+	}
+	if v.recursive {
+		args = append(args, "--recursive")
+	}
+	cmd := exec.Command(caddyBin, args...)
+	cmd.Stdin = bytes.NewReader(request(c.headers))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	last := lines[len(lines)-1]
+	client, ok := strings.CutPrefix(last, "client: ")
+	if !ok {
+		t.Fatalf("explain's last line is %q", last)
+	}
+	client, _, _ = strings.Cut(client, " (source ")
+	if client == "@" {
+		return answer{"unix", "none"}
+	}
+	host, port, err := net.SplitHostPort(client)
+	if err != nil {
+		t.Fatalf("explain's client %q: %v", client, err)
+	}
+	if port == fmt.Sprint(explainPeerPort) {
+		port = "peer"
+	}
+	return answer{host, port}
+}
+
 // answer is a client address as one server reported it, normalised so the
 // two can be compared: the port is "peer" when it is the connection's own.
 type answer struct{ addr, port string }
@@ -262,6 +319,9 @@ server {
 			got := ask(t, cdy[c.variant], c)
 			if got != want {
 				t.Errorf("nginx says %v, Caddy says %v", want, got)
+			}
+			if ex := explainAnswer(t, c); ex != got {
+				t.Errorf("caddy real-ip explain says %v, the handler %v", ex, got)
 			}
 			if want.port != "peer" && want.port != "none" {
 				changed++
