@@ -17,8 +17,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var caddyBin string
@@ -203,10 +206,22 @@ func (c *caddyProc) loadJSON(apps string) {
 
 // dialFrom returns a dialer whose connections leave from the loopback
 // address src (127.0.0.0/8 is all loopback on Linux).
+//
+// The source port is chosen at connect time (IP_BIND_ADDRESS_NO_PORT), as
+// for an unbound socket: bind(2) alone would need a port free of every
+// socket, TIME_WAIT ones included, and the load tests leave tens of
+// thousands of those behind.
 func dialFrom(src string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	if src != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var err error
+			_ = c.Control(func(fd uintptr) {
+				err = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+			})
+			return err
+		}
 	}
 	return d.DialContext
 }

@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -83,4 +84,33 @@ func FuzzWalk(f *testing.F) {
 			t.Fatalf("%q: answer %v is in no line", s, e)
 		}
 	})
+}
+
+// BenchmarkWalkChain walks chains of 1k, 10k and 100k entries, all trusted
+// but the left-most (the worst case: every entry is parsed and looked up).
+// The time per op should grow linearly with the entries, with no
+// allocation.
+//
+//	go test ./handler -run '^$' -bench WalkChain -benchmem
+func BenchmarkWalkChain(b *testing.B) {
+	trusted, _, _ := ipset.Parse([]string{"10.0.0.0/8"})
+	for _, n := range []int{1000, 10000, 100000} {
+		var sb strings.Builder
+		sb.WriteString("203.0.113.7")
+		for i := 1; i < n; i++ {
+			fmt.Fprintf(&sb, ", 10.%d.%d.%d", (i>>16)&255, (i>>8)&255, i&255)
+		}
+		lines := []string{sb.String()}
+		want := netip.MustParseAddr("203.0.113.7")
+		b.Run(fmt.Sprintf("%dk-entries-%dKiB", n/1000, len(lines[0])>>10), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(lines[0])))
+			for i := 0; i < b.N; i++ {
+				e, ok := walk(lines, true, trusted, nil)
+				if !ok || e.Addr != want {
+					b.Fatalf("walk: %v %v", e, ok)
+				}
+			}
+		})
+	}
 }
