@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -59,19 +60,40 @@ func run(m *testing.M) int {
 
 // freePorts returns n distinct TCP ports that were free a moment ago on
 // every address: each is held by a dual-stack wildcard listener until all n
-// are found, so none is handed out twice.
+// are found, so none is handed out twice. They are taken outside the
+// kernel's ephemeral range, so that no outgoing connection (the tests make
+// tens of thousands, and Caddy's reverse_proxy makes more) can take one as
+// its source port between now and the moment Caddy binds it.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
+	lo, hi := portsOutsideEphemeral()
 	ports := make([]int, 0, n)
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "[::]:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 10000 {
+			t.Fatalf("no free port in %d-%d", lo, hi)
+		}
+		port := lo + rand.IntN(hi-lo)
+		l, err := net.Listen("tcp", fmt.Sprintf("[::]:%d", port))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, port)
 	}
 	return ports
+}
+
+// portsOutsideEphemeral is a range of ports the kernel does not hand out as
+// source ports (net.ipv4.ip_local_port_range, 32768-60999 by default).
+func portsOutsideEphemeral() (lo, hi int) {
+	first, last := 32768, 60999
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		fmt.Sscan(string(b), &first, &last)
+	}
+	if first-10000 >= 2000 {
+		return 10000, first
+	}
+	return last + 1, 65535
 }
 
 // freePort returns one TCP port that was free a moment ago. Tests that

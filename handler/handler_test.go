@@ -9,11 +9,15 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
+// provisioned provisions h as Caddy does, on a server (so its metrics are
+// counted, as in production).
 func provisioned(t testing.TB, h Handler) *Handler {
 	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	srv := &caddyhttp.Server{Listen: []string{":8080"}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.WithValue(context.Background(), caddyhttp.ServerCtxKey, srv)})
 	t.Cleanup(cancel)
 	if err := h.Provision(ctx); err != nil {
 		t.Fatal(err)
@@ -206,6 +210,7 @@ func BenchmarkRequestSetup(b *testing.B) {
 
 func BenchmarkHandlerXFF5Recursive(b *testing.B) {
 	h := provisioned(b, Handler{TrustedIPs: []string{"10.0.0.0/8", "172.16.0.0/12"}, RealIPHeader: "X-Forwarded-For", RealIPRecursive: true})
+	h.logger = zap.NewNop() // Caddy logs at INFO unless told otherwise: no decision lines
 	next := benchRequests("10.0.0.1:34567", benchXFF)
 	w := httptest.NewRecorder()
 	b.ReportAllocs()
@@ -222,6 +227,7 @@ func BenchmarkHandlerXFF5Recursive(b *testing.B) {
 
 func BenchmarkHandlerUntrustedPeer(b *testing.B) {
 	h := provisioned(b, Handler{TrustedIPs: []string{"10.0.0.0/8", "172.16.0.0/12"}, RealIPHeader: "X-Forwarded-For", RealIPRecursive: true})
+	h.logger = zap.NewNop() // Caddy logs at INFO unless told otherwise: no decision lines
 	next := benchRequests("192.0.2.1:34567", benchXFF)
 	w := httptest.NewRecorder()
 	b.ReportAllocs()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/proxyprotocol"
 	goproxy "github.com/pires/go-proxyproto"
 	"go.uber.org/zap"
@@ -316,7 +317,17 @@ func BenchmarkConnections(b *testing.B) {
 		benchmarkConnections(b, pp.WrapListener, true)
 	})
 	b.Run("real_ip", func(b *testing.B) {
-		lw := provisioned(b, ListenerWrapper{TrustedIPs: []string{"127.0.0.1"}})
+		// Provisioned on a server, as in Caddy, so that its metrics count.
+		lw := ListenerWrapper{TrustedIPs: []string{"127.0.0.1"}}
+		srv := &caddyhttp.Server{Listen: []string{"127.0.0.1:0"}}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.WithValue(context.Background(), caddyhttp.ServerCtxKey, srv)})
+		defer cancel()
+		if err := lw.Provision(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if lw.metrics == nil {
+			b.Fatal("metrics not set up")
+		}
 		benchmarkConnections(b, lw.WrapListener, true)
 	})
 }
