@@ -40,7 +40,8 @@ type snippet struct {
 // A block that is not a whole config says what it is part of in its info
 // string: "caddyfile fragment=site" (lines of a site block), "caddyfile
 // fragment=global" (global options), "json fragment=handler" (one handler
-// object), "json fragment=server" (members of a server object).
+// object), "json fragment=server" (members of a server object); "json
+// fragment=log" is a log line, which must only be one JSON object.
 func snippets(t *testing.T, file string) []snippet {
 	t.Helper()
 	data, err := os.ReadFile(file)
@@ -153,11 +154,25 @@ func TestDocumentedSnippets(t *testing.T) {
 				}
 				t.Setenv(m[1], v)
 			}
+			if s.lang == "json" && s.fragment == "log" {
+				// A log line, not a config: it must be one JSON object.
+				var line map[string]any
+				if err := json.Unmarshal([]byte(s.body), &line); err != nil || line["msg"] == nil {
+					t.Errorf("not a log line: %v\n%s", err, s.body)
+				}
+				return
+			}
 			cfg, err := wholeConfig(s)
 			if err != nil {
 				t.Fatal(err)
 			}
 			js := []byte(cfg)
+			if s.lang == "json" && s.fragment == "" {
+				var top map[string]json.RawMessage
+				if err := json.Unmarshal(js, &top); err != nil || top["apps"] == nil {
+					t.Fatalf("a whole JSON config needs \"apps\" (mark a part with fragment=...): %v", err)
+				}
+			}
 			if s.lang == "caddyfile" {
 				var warnings []caddyconfig.Warning
 				js, warnings, err = adapt(t, []byte(cfg))

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // The address every spoofing attempt tries to plant.
@@ -211,9 +209,10 @@ http://:%[7]d {
 
 	// HTTP/2: h2c with prior knowledge and h2 over TLS, from an untrusted
 	// peer, with forged headers.
-	h2c := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+	h2c := &http.Transport{Protocols: new(http.Protocols), DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return dialFrom("127.0.0.2")(ctx, "tcp", addr["h2c"])
 	}}
+	h2c.Protocols.SetUnencryptedHTTP2(true) // prior knowledge, no upgrade
 	h2 := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return dialFrom("127.0.0.2")(ctx, "tcp", addr["tls"])
 	}, TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}, ForceAttemptHTTP2: true}
