@@ -114,9 +114,11 @@ func TestHandlerUnixSocket(t *testing.T) {
 			{"handler":"real_ip","trusted_ips":[%q],"real_ip_header":"X-Forwarded-For"},
 			{"handler":"static_response","body":%q}]}]`, trusted, echoPlaceholders)
 	}
+	// "not" trusts TCP peers only; it listens on TCP too, because a list
+	// that can never trust a peer of its server is a config error.
 	c.loadJSON(fmt.Sprintf(`{"http":{"servers":{
 		"trusting":{"listen":["unix/%s"],"routes":%s},
-		"not":{"listen":["unix/%s"],"routes":%s}}}}`, sock, route("unix:"), sock2, route("10.0.0.0/8")))
+		"not":{"listen":["unix/%s","127.0.0.1:%d"],"routes":%s}}}}`, sock, route("unix:"), sock2, freePort(t), route("10.0.0.0/8")))
 	f := fields(getUnix(t, sock, []string{"X-Forwarded-For: 198.51.100.23:1234"}))
 	if f["client_ip"] != "198.51.100.23" || f["remote_port"] != "1234" || f["trusted"] != "true" || f["source"] != "header" {
 		t.Errorf("unix: trusted: %v", f)

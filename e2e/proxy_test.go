@@ -34,10 +34,13 @@ func TestProxyVectorsTrustedAndUntrusted(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	c.loadJSON(`{"http":{"servers":{"pp":` + ppServer(addr, "") + `}}}`)
 	vectors := loadVectors(t)
-	closes := 0
+	closes, observedCloses := 0, 0
 	for _, v := range vectors {
 		t.Run(v.Name, func(t *testing.T) {
 			got := exchange(t, "tcp", "127.0.0.1", addr, v.Data, 5*time.Second).String()
+			if got == "close" {
+				observedCloses++
+			}
 			if got != v.Expect {
 				t.Errorf("trusted sender: got %s, want %s", got, v.Expect)
 			}
@@ -50,8 +53,12 @@ func TestProxyVectorsTrustedAndUntrusted(t *testing.T) {
 			if v.Untrusted != "" {
 				want = v.Untrusted
 			}
-			if got := exchange(t, "tcp", "127.0.0.2", addr, v.Data, 5*time.Second).String(); got != want {
+			got = exchange(t, "tcp", "127.0.0.2", addr, v.Data, 5*time.Second).String()
+			if got != want {
 				t.Errorf("untrusted sender: got %s, want %s", got, want)
+			}
+			if got == "close" {
+				observedCloses++
 			}
 		})
 		if v.Expect == "close" {
@@ -61,10 +68,17 @@ func TestProxyVectorsTrustedAndUntrusted(t *testing.T) {
 	if closes < 20 {
 		t.Errorf("only %d malformed vectors", closes)
 	}
-	// Every refusal was logged with the peer and a reason, and the server
-	// is still serving.
-	if n := strings.Count(c.logs.String(), `"msg":"malformed PROXY header"`); n < closes {
-		t.Errorf("%d malformed headers logged, want at least %d", n, closes)
+	// Every refusal was counted (trusted and untrusted sender alike), and
+	// logged with the peer and a reason (at most a line a second per peer
+	// and reason: the rest are counted in the next line's "suppressed").
+	m := c.scrape()
+	refused := m[`caddy_realip_proxy_headers_total{result="malformed",server="pp"}`] + m[`caddy_realip_proxy_headers_total{result="timeout",server="pp"}`] +
+		m[`caddy_realip_proxy_headers_total{result="missing_rejected",server="pp"}`]
+	if int(refused) != observedCloses {
+		t.Errorf("%v refusals counted, %d connections closed", refused, observedCloses)
+	}
+	if n := strings.Count(c.logs.String(), `"msg":"malformed PROXY header"`); n < 1 {
+		t.Errorf("no malformed header logged")
 	}
 	if !strings.Contains(c.logs.String(), `"peer":"127.0.0.1:`) || !strings.Contains(c.logs.String(), `"reason":"`) {
 		t.Errorf("refusals are not logged with peer and reason")
