@@ -1,6 +1,7 @@
 package caddyfile
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -23,6 +24,7 @@ func init() {
 //	    trusted_ips       <ranges...>
 //	    real_ip_header    <header>|proxy_protocol
 //	    real_ip_recursive on|off
+//	    real_ip_trusted_hops <n>
 //	}
 func parseRealIP(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	hd := new(handler.Handler)
@@ -67,8 +69,21 @@ func UnmarshalHandler(d *caddyfile.Dispenser, hd *handler.Handler) error {
 				return err
 			}
 			hd.RealIPRecursive = handler.Recursive(v)
+		case "real_ip_trusted_hops":
+			if err := Once(d, seen); err != nil {
+				return err
+			}
+			v, err := OneArg(d)
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return d.Errf("real_ip_trusted_hops takes a number of proxies, 0 or more, got '%s'", v)
+			}
+			hd.RealIPTrustedHops = n
 		default:
-			return d.Errf("unrecognized real_ip option '%s' (want trusted_ips, real_ip_header or real_ip_recursive)", d.Val())
+			return d.Errf("unrecognized real_ip option '%s' (want trusted_ips, real_ip_header, real_ip_recursive or real_ip_trusted_hops)", d.Val())
 		}
 	}
 	if d.Next() {

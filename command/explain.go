@@ -12,11 +12,11 @@ import (
 
 func explainCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "explain --trusted-ips RANGES --header NAME [--recursive] --peer ADDR:PORT (--value V [--value V2 ...] | < request)",
+		Use:   "explain --trusted-ips RANGES --header NAME [--recursive] [--trusted-hops N] --peer ADDR:PORT (--value V [--value V2 ...] | < request)",
 		Short: "Shows, step by step, which client address the real_ip handler would choose",
 		Long: `
 Runs the real_ip handler's own judgement offline. Give the handler's
-settings (--trusted-ips, --header, --recursive), the peer the request comes
+settings (--trusted-ips, --header, --recursive, --trusted-hops), the peer the request comes
 from (--peer 10.0.0.5:41000, or @ for a peer on a UNIX socket), and the
 header's value, one --value per header line; or, without --value, a raw HTTP
 request on standard input. It prints each entry the walk looked at and ends
@@ -30,6 +30,7 @@ with a line "client: <addr>:<port> (source <peer|header>)".
 			trusted, _ := cmd.Flags().GetStringArray("trusted-ips")
 			name, _ := cmd.Flags().GetString("header")
 			recursive, _ := cmd.Flags().GetBool("recursive")
+			hops, _ := cmd.Flags().GetInt("trusted-hops")
 			peer, _ := cmd.Flags().GetString("peer")
 			values, _ := cmd.Flags().GetStringArray("value")
 			if peer == "" {
@@ -51,7 +52,7 @@ with a line "client: <addr>:<port> (source <peer|header>)".
 				}
 				header = req.Header
 			}
-			ex, err := handler.Explain(handler.Handler{TrustedIPs: trusted, RealIPHeader: name, RealIPRecursive: handler.Recursive(recursive)}, peer, header)
+			ex, err := handler.Explain(handler.Handler{TrustedIPs: trusted, RealIPHeader: name, RealIPRecursive: handler.Recursive(recursive), RealIPTrustedHops: hops}, peer, header)
 			if err != nil {
 				return err
 			}
@@ -62,6 +63,7 @@ with a line "client: <addr>:<port> (source <peer|header>)".
 	c.Flags().StringArray("trusted-ips", nil, "trusted_ips entries (repeatable; each may be a comma-separated list)")
 	c.Flags().String("header", handler.HeaderXRealIP, "real_ip_header")
 	c.Flags().Bool("recursive", false, "real_ip_recursive on")
+	c.Flags().Int("trusted-hops", 0, "real_ip_trusted_hops")
 	c.Flags().String("peer", "", "the request's peer, address:port, or @ for a UNIX socket peer")
 	c.Flags().StringArray("value", nil, "a line of the header (repeatable, in the order sent)")
 	return c

@@ -40,6 +40,10 @@ func TestExplain(t *testing.T) {
 		{[]string{"--trusted-ips", "10.0.0.0/8", "--header", "X-Forwarded-For", "--recursive", "--peer", "10.0.0.5:1",
 			"--value", "unknown, 10.0.0.9"}, "", "client: 10.0.0.9:0 (source header)"},
 		{[]string{"--trusted-ips", "unix:", "--header", "X-Real-IP", "--peer", "@"}, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "client: @ (source peer)"},
+		{[]string{"--trusted-ips", "10.0.0.0/8", "--header", "Forwarded", "--recursive", "--peer", "10.0.0.5:1",
+			"--value", `for=192.0.2.60;proto=http, for="[2001:db8:cafe::17]:4711"`}, "", "client: [2001:db8:cafe::17]:4711 (source header)"},
+		{[]string{"--trusted-ips", "10.0.0.0/8", "--header", "X-Forwarded-For", "--trusted-hops", "2", "--peer", "10.0.0.5:1",
+			"--value", "203.0.113.128, 203.0.113.10, 203.0.113.1, 192.0.2.5"}, "", "client: 203.0.113.10:0 (source header)"},
 		// A raw request on standard input: only the first X-Real-IP line counts.
 		{[]string{"--trusted-ips", "10.0.0.0/8", "--peer", "10.0.0.5:1"},
 			"GET / HTTP/1.1\r\nHost: a\r\nX-Real-IP: 203.0.113.9:8080\r\nX-Real-IP: 198.51.100.4\r\n\r\n", "client: 203.0.113.9:8080 (source header)"},

@@ -17,6 +17,7 @@ type Explanation struct {
 	Header      string   // the header read, canonical ("" in proxy_protocol mode)
 	AllLines    bool     // every line is read (X-Forwarded-For), else the first
 	Recursive   bool     //
+	Hops        int      // real_ip_trusted_hops
 	Lines       []string // the lines the walk read
 	Steps       []Step
 	Client      string // client:port, or "@" for a UNIX peer kept as the client
@@ -50,8 +51,8 @@ func Explain(cfg Handler, peer string, header http.Header) (*Explanation, error)
 	var steps []Step
 	h.decide(&res, header, &steps)
 	ex := &Explanation{
-		Peer: peer, PeerTrusted: res.trusted, Header: h.header, AllLines: h.mode == modeXFF,
-		Recursive: bool(h.RealIPRecursive), Steps: steps, Client: res.clientText(), Source: res.source.String(),
+		Peer: peer, PeerTrusted: res.trusted, Header: h.header, AllLines: h.mode == modeXFF || h.mode == modeForwarded,
+		Recursive: bool(h.RealIPRecursive), Hops: h.RealIPTrustedHops, Steps: steps, Client: res.clientText(), Source: res.source.String(),
 	}
 	ex.Lines = header[h.header]
 	if h.mode == modeSingle && len(ex.Lines) > 1 {
@@ -76,6 +77,9 @@ func (ex *Explanation) String() string {
 		rec = "on: trusted entries are skipped, right to left"
 	}
 	fmt.Fprintf(&b, "header: %s (%s); real_ip_recursive %s\n", ex.Header, lines, rec)
+	if ex.Hops > 0 {
+		fmt.Fprintf(&b, "real_ip_trusted_hops %d: the %d right-most entries are proxies, whatever their address\n", ex.Hops, ex.Hops)
+	}
 	for _, w := range ex.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", w)
 	}

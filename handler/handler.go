@@ -29,6 +29,7 @@ func init() {
 const (
 	HeaderXRealIP        = "X-Real-IP"
 	HeaderXForwardedFor  = "X-Forwarded-For"
+	HeaderForwarded      = "Forwarded"
 	HeaderProxyProtocol  = "proxy_protocol"
 	defaultRealIPHeader  = HeaderXRealIP
 	appliedVarKey        = "real_ip.applied" // set to true once per request
@@ -38,8 +39,9 @@ const (
 type mode uint8
 
 const (
-	modeSingle        mode = iota // any header but X-Forwarded-For: first line only
+	modeSingle        mode = iota // any header but X-Forwarded-For and Forwarded: first line only
 	modeXFF                       // X-Forwarded-For: every line
+	modeForwarded                 // RFC 7239 Forwarded: every line, every element's for=
 	modeProxyProtocol             // the PROXY header's source
 )
 
@@ -79,9 +81,18 @@ type Handler struct {
 	// In JSON, true/false or Kong's "on"/"off".
 	RealIPRecursive Recursive `json:"real_ip_recursive,omitempty"`
 
+	// The number of right-most entries of the header's chain that are
+	// proxies whatever their address (load balancers whose addresses
+	// cannot be listed). With the peer trusted, these N entries are
+	// skipped; the walk then goes on as real_ip_recursive says (on: skip
+	// further trusted entries; off: take the next entry). A chain of N
+	// entries or fewer gives its left-most entry. Default 0.
+	RealIPTrustedHops int `json:"real_ip_trusted_hops,omitempty"`
+
 	trusted *ipset.Set
 	header  string // canonical MIME form
 	mode    mode
+	chain   chain // how the header's entries are walked
 	logger  *zap.Logger
 	metrics *metrics.Requests
 }
@@ -149,9 +160,18 @@ func (h *Handler) setup(logger *zap.Logger) error {
 		h.mode = modeProxyProtocol
 	case HeaderXForwardedFor:
 		h.mode, h.header = modeXFF, canonical
+	case HeaderForwarded:
+		h.mode, h.header = modeForwarded, canonical
 	default:
 		h.header = canonical
 	}
+	switch {
+	case h.RealIPTrustedHops < 0:
+		return fmt.Errorf("real_ip: real_ip_trusted_hops must be 0 or more, got %d", h.RealIPTrustedHops)
+	case h.RealIPTrustedHops > 0 && h.mode == modeProxyProtocol:
+		return fmt.Errorf("real_ip: real_ip_trusted_hops counts entries of a header's chain, and real_ip_header proxy_protocol has none: use it with X-Forwarded-For, Forwarded or another header")
+	}
+	h.chain = chain{forwarded: h.mode == modeForwarded, recursive: bool(h.RealIPRecursive), hops: h.RealIPTrustedHops, trusted: h.trusted}
 	return nil
 }
 
@@ -217,11 +237,11 @@ func (h *Handler) decide(res *result, header http.Header, trace *[]Step) {
 	var e forwarded.Entry
 	var found bool
 	switch h.mode {
-	case modeXFF:
-		e, found = walk(header[h.header], bool(h.RealIPRecursive), h.trusted, trace)
+	case modeXFF, modeForwarded:
+		e, found = h.chain.walk(header[h.header], trace)
 	case modeSingle:
 		if lines := header[h.header]; len(lines) > 0 {
-			e, found = walk(lines[:1], bool(h.RealIPRecursive), h.trusted, trace)
+			e, found = h.chain.walk(lines[:1], trace)
 		}
 	case modeProxyProtocol:
 		if res.conn != nil && res.conn.Source.IsValid() {

@@ -18,11 +18,22 @@ type Step struct {
 // Verdicts of a Step.
 const (
 	VerdictUnparsable = "does not parse: the walk stops"
+	VerdictBrokenLine = "the line's syntax is broken: it does not parse, the walk stops"
 	VerdictRightmost  = "the right-most entry: the client (real_ip_recursive off)"
+	VerdictHop        = "a trusted hop (real_ip_trusted_hops), whatever its address: go on to its left"
+	VerdictNextAfter  = "the entry left of the trusted hops: the client (real_ip_recursive off)"
 	VerdictTrusted    = "trusted: a proxy, go on to its left"
 	VerdictClient     = "not trusted: the client"
-	VerdictLeftmost   = "trusted, and the left-most entry: the client"
+	VerdictLeftmost   = "the left-most entry: the client"
 )
+
+// chain says how to walk a header.
+type chain struct {
+	forwarded bool // RFC 7239 Forwarded syntax, else a comma/space list
+	recursive bool
+	hops      int // real_ip_trusted_hops
+	trusted   *ipset.Set
+}
 
 // walk finds the client address in the lines of a forwarding header, the
 // peer being trusted already. It follows nginx's
@@ -34,37 +45,24 @@ const (
 // does not parse stops the walk: if nothing was taken yet there is no
 // answer, otherwise the last entry taken stands.
 //
+// With c.hops = N, the N right-most entries are taken as proxies whatever
+// their address, and the walk goes on from the next one as above; a chain
+// of N entries or fewer gives its left-most entry.
+//
 // trace, when not nil, receives each step; the request path passes nil and
 // pays one comparison per step for it.
-func walk(lines []string, recursive bool, trusted *ipset.Set, trace *[]Step) (forwarded.Entry, bool) {
-	var cur forwarded.Entry
-	found := false
+func (c chain) walk(lines []string, trace *[]Step) (forwarded.Entry, bool) {
+	if c.forwarded {
+		return c.walkForwarded(lines, trace)
+	}
+	w := walker{chain: c, trace: trace}
 	for i := len(lines) - 1; i >= 0; i-- {
 		line := lines[i]
 		for {
-			if found && !trusted.Contains(cur.Addr) {
-				if trace != nil {
-					(*trace)[len(*trace)-1].Verdict = VerdictClient
-				}
-				return cur, true
-			}
 			token, start := forwarded.LastToken(line)
 			e, ok := forwarded.ParseEntry(token)
-			if !ok {
-				if trace != nil {
-					*trace = append(*trace, Step{Line: i, Token: token, Verdict: VerdictUnparsable})
-				}
-				return cur, found
-			}
-			cur, found = e, true
-			if trace != nil {
-				*trace = append(*trace, Step{Line: i, Token: token, Parsed: true, Trusted: trusted.Contains(e.Addr), Verdict: VerdictTrusted})
-			}
-			if !recursive {
-				if trace != nil {
-					(*trace)[len(*trace)-1].Verdict = VerdictRightmost
-				}
-				return cur, true
+			if w.offer(i, token, e, ok) {
+				return w.result()
 			}
 			if start == 0 {
 				break
@@ -72,12 +70,97 @@ func walk(lines []string, recursive bool, trusted *ipset.Set, trace *[]Step) (fo
 			line = line[:start-1]
 		}
 	}
-	if found && trace != nil {
-		last := &(*trace)[len(*trace)-1]
-		last.Verdict = VerdictClient
-		if last.Trusted {
-			last.Verdict = VerdictLeftmost
+	w.end()
+	return w.result()
+}
+
+// walkForwarded is walk for RFC 7239 Forwarded lines: every element's for=
+// value is an entry; a line whose syntax is broken does not parse.
+func (c chain) walkForwarded(lines []string, trace *[]Step) (forwarded.Entry, bool) {
+	w := walker{chain: c, trace: trace}
+	var buf [16]string // the elements of a line, without allocating for common headers
+	for i := len(lines) - 1; i >= 0; i-- {
+		fors, ok := forwarded.ForwardedFor(lines[i], buf[:0])
+		if !ok {
+			w.stop(i, lines[i], VerdictBrokenLine)
+			return w.result()
+		}
+		for j := len(fors) - 1; j >= 0; j-- {
+			e, ok := forwarded.ParseNode(fors[j])
+			if w.offer(i, fors[j], e, ok) {
+				return w.result()
+			}
 		}
 	}
-	return cur, found
+	w.end()
+	return w.result()
 }
+
+// walker holds the state of one walk.
+type walker struct {
+	chain
+	trace *[]Step
+	cur   forwarded.Entry
+	found bool
+	taken int
+}
+
+// offer gives the walker the next entry to the left (ok: it parsed) and
+// reports whether the walk is over.
+func (w *walker) offer(line int, token string, e forwarded.Entry, ok bool) bool {
+	if w.found && w.taken > w.hops && !w.trusted.Contains(w.cur.Addr) {
+		w.verdict(VerdictClient)
+		return true
+	}
+	if !ok {
+		w.stop(line, token, VerdictUnparsable)
+		return true
+	}
+	w.cur, w.found = e, true
+	w.taken++
+	if w.trace != nil {
+		v := VerdictTrusted
+		if w.taken <= w.hops {
+			v = VerdictHop
+		}
+		*w.trace = append(*w.trace, Step{Line: line, Token: token, Parsed: true, Trusted: w.trusted.Contains(e.Addr), Verdict: v})
+	}
+	if !w.recursive && w.taken > w.hops {
+		if w.hops > 0 {
+			w.verdict(VerdictNextAfter)
+		} else {
+			w.verdict(VerdictRightmost)
+		}
+		return true
+	}
+	return false
+}
+
+// stop records an entry (or line) that ends the walk without being taken.
+func (w *walker) stop(line int, token string, verdict string) {
+	if w.trace != nil {
+		*w.trace = append(*w.trace, Step{Line: line, Token: token, Verdict: verdict})
+	}
+}
+
+// end is the walk running out of entries: the last one taken is the
+// client.
+func (w *walker) end() {
+	if !w.found {
+		return
+	}
+	if w.taken > w.hops && !w.trusted.Contains(w.cur.Addr) {
+		w.verdict(VerdictClient)
+		return
+	}
+	w.verdict(VerdictLeftmost)
+}
+
+// verdict sets the verdict of the last step.
+func (w *walker) verdict(v string) {
+	if w.trace != nil && len(*w.trace) > 0 {
+		(*w.trace)[len(*w.trace)-1].Verdict = v
+	}
+}
+
+func (w *walker) result() (forwarded.Entry, bool) { return w.cur, w.found }
