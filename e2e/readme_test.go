@@ -218,3 +218,51 @@ func TestREADMEConnPlaceholders(t *testing.T) {
 		}
 	}
 }
+
+// readmeSite loads a README block that is a whole Caddyfile for one ":8080"
+// site: the port moved to a free one, "app:8080" to the echo upstream, and
+// 127.0.0.1 (the test's peer) added to 10.0.0.0/8 in trusted_ips. It
+// returns the site's address.
+func readmeSite(t *testing.T, c *caddyProc, marker, upstream string) string {
+	t.Helper()
+	port := freePort(t)
+	block := readmeBlock(t, marker)
+	block = strings.ReplaceAll(block, "app:8080", upstream)
+	block = strings.ReplaceAll(block, ":8080 {", fmt.Sprintf(":%d {", port))
+	block = strings.ReplaceAll(block, "10.0.0.0/8", "127.0.0.1 10.0.0.0/8")
+	c.loadCaddyfile(block)
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+// TestREADMEBeyondKong runs the README's Forwarded, trusted hops and clean
+// chain examples as written.
+func TestREADMEBeyondKong(t *testing.T) {
+	c := startCaddy(t)
+	up := upstreamEcho(t)
+
+	addr := readmeSite(t, c, "# Forwarded (RFC 7239)", up)
+	h := upstreamHeaders(t, addr, "", `Forwarded: for=192.0.2.66, for="[2001:db8:cafe::17]:4711";proto=https, for=10.0.1.5`)
+	if got := h.Get("X-Forwarded-For"); !strings.HasSuffix(got, "2001:db8:cafe::17") {
+		t.Errorf("Forwarded: upstream X-Forwarded-For %q, want the client 2001:db8:cafe::17 last", got)
+	}
+	h = upstreamHeaders(t, addr, "", `Forwarded: for=192.0.2.66, for=unknown, for=10.0.1.5`)
+	if got := h.Get("X-Forwarded-For"); got != "10.0.1.5" {
+		t.Errorf("Forwarded with unknown: %q, want 10.0.1.5 (the last good entry)", got)
+	}
+	body, _ := getFrom(t, "127.0.0.2", addr, []string{`Forwarded: for=192.0.2.66`})
+	if !strings.Contains(body, `"X-Forwarded-For":["127.0.0.2"]`) {
+		t.Errorf("Forwarded from an untrusted peer: upstream got %s", body)
+	}
+
+	addr = readmeSite(t, c, "# Trusted hops", up)
+	h = upstreamHeaders(t, addr, "", "X-Forwarded-For: 203.0.113.128, 203.0.113.10, 203.0.113.1, 192.0.2.5")
+	if got := h.Get("X-Forwarded-For"); !strings.HasSuffix(got, ", 203.0.113.10") {
+		t.Errorf("hops 2: upstream X-Forwarded-For %q, want the client 203.0.113.10 last", got)
+	}
+
+	addr = readmeSite(t, c, "# A clean upstream chain", up)
+	h = upstreamHeaders(t, addr, "", "X-Forwarded-For: 192.0.2.66, 203.0.113.7, 10.0.1.5")
+	if got := h.Get("X-Forwarded-For"); got != "203.0.113.7, 10.0.1.5, 127.0.0.1" {
+		t.Errorf("trusted_chain: upstream X-Forwarded-For %q, want 203.0.113.7, 10.0.1.5, 127.0.0.1", got)
+	}
+}

@@ -213,7 +213,7 @@ func (h *Handler) apply(r *http.Request) {
 		ce.Write(h.decisionFields(&res, r.Header, *trace)...)
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		res.req = r
+		res.req, res.h = r, h
 		repl.Map(res.replace)
 	}
 }

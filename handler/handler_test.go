@@ -255,3 +255,36 @@ func TestProxyProtocolPlaceholdersWithoutWrapper(t *testing.T) {
 		t.Error("an unknown name is answered")
 	}
 }
+
+func TestTrustedChain(t *testing.T) {
+	xff := Handler{TrustedIPs: []string{"10.0.0.0/8"}, RealIPHeader: "X-Forwarded-For", RealIPRecursive: true}
+	xffLast := Handler{TrustedIPs: []string{"10.0.0.0/8"}, RealIPHeader: "X-Forwarded-For"}
+	hops := Handler{TrustedIPs: []string{"10.0.0.0/8"}, RealIPHeader: "X-Forwarded-For", RealIPTrustedHops: 1}
+	fwd := Handler{TrustedIPs: []string{"10.0.0.0/8"}, RealIPHeader: "Forwarded", RealIPRecursive: true}
+	cases := []struct {
+		name string
+		h    Handler
+		peer string
+		hdr  http.Header
+		want string
+	}{
+		{"forged entries dropped", xff, "10.0.0.2:1", http.Header{"X-Forwarded-For": {"192.0.2.66, 203.0.113.7:5555, 10.0.1.5"}}, "203.0.113.7, 10.0.1.5, 10.0.0.2"},
+		{"several lines", xff, "10.0.0.2:1", http.Header{"X-Forwarded-For": {"192.0.2.66", "203.0.113.7", "10.0.1.5, 10.0.1.6"}}, "203.0.113.7, 10.0.1.5, 10.0.1.6, 10.0.0.2"},
+		{"recursive off", xffLast, "10.0.0.2:1", http.Header{"X-Forwarded-For": {"192.0.2.66, 203.0.113.7"}}, "203.0.113.7, 10.0.0.2"},
+		{"untrusted peer", xff, "198.51.100.4:1", http.Header{"X-Forwarded-For": {"192.0.2.66"}}, "198.51.100.4"},
+		{"no header", xff, "10.0.0.2:1", http.Header{}, "10.0.0.2"},
+		{"stopped by an unparsable entry", xff, "10.0.0.2:1", http.Header{"X-Forwarded-For": {"192.0.2.66, unknown, 10.0.1.5"}}, "10.0.1.5, 10.0.0.2"},
+		{"hops", hops, "10.0.0.2:1", http.Header{"X-Forwarded-For": {"192.0.2.66, 203.0.113.7, 198.51.100.9"}}, "203.0.113.7, 198.51.100.9, 10.0.0.2"},
+		{"Forwarded", fwd, "10.0.0.2:1", http.Header{"Forwarded": {`for=192.0.2.66, for="[2001:db8::7]:443";proto=https, for=10.0.1.5`}}, "2001:db8::7, 10.0.1.5, 10.0.0.2"},
+	}
+	for _, c := range cases {
+		h := provisioned(t, c.h)
+		r, repl := request(c.peer, c.hdr)
+		if err := h.ServeHTTP(httptest.NewRecorder(), r, nextOK); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := repl.GetString("http.real_ip.trusted_chain"); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-realip/realip/internal/conninfo"
+	"github.com/caddy-realip/realip/internal/forwarded"
 )
 
 type source uint8
@@ -46,6 +47,7 @@ type result struct {
 	// proxy_protocol mode the PROXY source
 	headersTrusted bool
 	source         source
+	h              *Handler // for {http.real_ip.trusted_chain}, which walks the header again
 }
 
 func (res result) replace(key string) (any, bool) {
@@ -78,6 +80,8 @@ func (res result) replace(key string) (any, bool) {
 		return res.trusted, true
 	case "source":
 		return res.source.String(), true
+	case "trusted_chain":
+		return res.trustedChain(), true
 	}
 	if up, ok := strings.CutPrefix(name, "upstream."); ok {
 		return res.upstream(up)
@@ -183,4 +187,45 @@ func serverPort(r *http.Request) string {
 		return "443"
 	}
 	return "80"
+}
+
+// trustedChain is {http.real_ip.trusted_chain}: the client, then the
+// entries to its right that the walk went through (trusted proxies, or
+// real_ip_trusted_hops), then the peer, as addresses without ports joined
+// by ", ". Entries left of the client — whatever a client wrote there — are
+// dropped. Just the peer when nothing was taken from a header. It is
+// computed only when asked for, by walking the header again with a trace.
+func (res result) trustedChain() string {
+	var parts []string
+	switch {
+	case res.source == sourceProxyProtocol:
+		parts = append(parts, res.client.Addr().String())
+	case res.source == sourceHeader && res.h != nil && res.req != nil:
+		lines := res.req.Header[res.h.header]
+		if res.h.mode == modeSingle && len(lines) > 1 {
+			lines = lines[:1]
+		}
+		var steps []Step
+		res.h.chain.walk(lines, &steps)
+		for i := len(steps) - 1; i >= 0; i-- {
+			if !steps[i].Parsed {
+				continue
+			}
+			if e, ok := parseStep(&res.h.chain, steps[i].Token); ok {
+				parts = append(parts, e.Addr.Unmap().String())
+			}
+		}
+	}
+	if !res.peerUnix && res.peer.IsValid() {
+		parts = append(parts, res.peer.Addr().String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// parseStep reads a walked entry again.
+func parseStep(c *chain, token string) (forwarded.Entry, bool) {
+	if c.forwarded {
+		return forwarded.ParseNode(token)
+	}
+	return forwarded.ParseEntry(token)
 }

@@ -163,6 +163,7 @@ func TestWalkForwarded(t *testing.T) {
 func TestTrustedHops(t *testing.T) {
 	none, _, _ := ipset.Parse([]string{"192.168.99.99"}) // trusts no entry below
 	tenNet, _, _ := ipset.Parse([]string{"10.0.0.0/8"})
+	docNet, _, _ := ipset.Parse([]string{"203.0.113.0/24"})
 	hops := func(n int, recursive bool, set *ipset.Set) chain {
 		return chain{hops: n, recursive: recursive, trusted: set}
 	}
@@ -204,6 +205,9 @@ func TestTrustedHops(t *testing.T) {
 		// An entry that does not parse stops the walk, inside the hops too.
 		{"unparsable inside the hops", hops(2, false, none), []string{"203.0.113.7, unknown, 198.51.100.2"}, "198.51.100.2:0"},
 		{"no chain", hops(2, false, none), nil, ""},
+		// The README's table.
+		{"README: hops 2, recursive on, 203.0.113.0/24 trusted", hops(2, true, docNet), envoyXFF, "203.0.113.128:0"},
+		{"README: hops 5", hops(5, false, none), envoyXFF, "203.0.113.128:0"},
 	}
 	for _, c := range cases {
 		if got := walkString(c.c, c.lines); got != c.want {
