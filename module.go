@@ -6,7 +6,10 @@
 //   - http.handlers.real_ip (Caddyfile directive real_ip): trusted
 //     forwarding headers, Kong's trusted_ips, real_ip_header and
 //     real_ip_recursive;
-//   - caddy real-ip: commands that import Kong's and ingress-nginx's settings.
+//   - http.ip_sources.published: trusted ranges from a published list
+//     (AWS, Google, Cloudflare), kept current and kept in Caddy's storage;
+//   - caddy real-ip: commands that import Kong's and ingress-nginx's
+//     settings and explain a decision.
 //
 // Import this package to register every module and the Caddyfile syntax.
 package realip
@@ -15,5 +18,6 @@ import (
 	_ "github.com/caddy-realip/realip/caddyfile"
 	_ "github.com/caddy-realip/realip/command"
 	_ "github.com/caddy-realip/realip/handler"
+	_ "github.com/caddy-realip/realip/ipsource"
 	_ "github.com/caddy-realip/realip/listenerwrapper"
 )

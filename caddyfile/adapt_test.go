@@ -76,8 +76,10 @@ func mustConfig(t *testing.T, js []byte) *caddy.Config {
 	if err := json.Unmarshal(js, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	// Validation must not bind the admin endpoint.
+	// Validation must not bind the admin endpoint, nor write to the
+	// user's storage.
 	cfg.Admin = &caddy.AdminConfig{Disabled: true}
+	cfg.StorageRaw, _ = json.Marshal(map[string]string{"module": "file_system", "root": t.TempDir()})
 	return &cfg
 }
 

@@ -22,6 +22,7 @@ func init() {
 //
 //	real_ip [<matcher>] [<trusted_ips...>] {
 //	    trusted_ips       <ranges...>
+//	    trusted_ips_source <module> ...
 //	    real_ip_header    <header>|proxy_protocol
 //	    real_ip_recursive on|off
 //	    real_ip_trusted_hops <n>
@@ -51,6 +52,12 @@ func UnmarshalHandler(d *caddyfile.Dispenser, hd *handler.Handler) error {
 				return err
 			}
 			hd.TrustedIPs = append(hd.TrustedIPs, ips...)
+		case "trusted_ips_source":
+			src, err := IPSource(d)
+			if err != nil {
+				return err
+			}
+			hd.TrustedIPsSourcesRaw = append(hd.TrustedIPsSourcesRaw, src)
 		case "real_ip_header":
 			if err := Once(d, seen); err != nil {
 				return err
@@ -83,13 +90,13 @@ func UnmarshalHandler(d *caddyfile.Dispenser, hd *handler.Handler) error {
 			}
 			hd.RealIPTrustedHops = n
 		default:
-			return d.Errf("unrecognized real_ip option '%s' (want trusted_ips, real_ip_header, real_ip_recursive or real_ip_trusted_hops)", d.Val())
+			return d.Errf("unrecognized real_ip option '%s' (want trusted_ips, trusted_ips_source, real_ip_header, real_ip_recursive or real_ip_trusted_hops)", d.Val())
 		}
 	}
 	if d.Next() {
 		return d.Errf("unexpected token '%s' after the real_ip block", d.Val())
 	}
-	if len(hd.TrustedIPs) == 0 {
+	if len(hd.TrustedIPs) == 0 && len(hd.TrustedIPsSourcesRaw) == 0 {
 		d.Reset()
 		d.Next() // report it at the directive
 		return d.Err("real_ip needs trusted_ips: list the load balancers or proxies whose headers are believed, e.g. real_ip 10.0.0.0/8 " + EnvHint)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -106,6 +108,36 @@ func wholeConfig(s snippet) (string, error) {
 	return "", fmt.Errorf("unknown kind of snippet %s fragment=%s", s.lang, s.fragment)
 }
 
+// publishedURL finds the list URLs of published sources in a Caddyfile.
+var publishedURL = regexp.MustCompile(`((?:published|url)\s+)(https://\S+)`)
+
+// localLists points published sources at a local server that serves the
+// lists of testdata/ipsource (an AWS list for AWS's URL, a Google list for
+// Google's, Cloudflare's text for any other), so the docs' examples load
+// without the internet.
+func localLists(t *testing.T, cfg string) string {
+	if !publishedURL.MatchString(cfg) {
+		return cfg
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		file := "cloudflare-ips-v4.txt"
+		switch {
+		case strings.Contains(r.URL.Path, "amazonaws"):
+			file = "aws-ip-ranges.json"
+		case strings.Contains(r.URL.Path, "gstatic"):
+			file = "google-cloud.json"
+		case strings.HasSuffix(r.URL.Path, "v6"):
+			file = "cloudflare-ips-v6.txt"
+		}
+		http.ServeFile(w, r, filepath.Join("../testdata/ipsource", file))
+	}))
+	t.Cleanup(srv.Close)
+	return publishedURL.ReplaceAllStringFunc(cfg, func(m string) string {
+		parts := publishedURL.FindStringSubmatch(m)
+		return parts[1] + srv.URL + "/" + strings.TrimPrefix(parts[2], "https://")
+	})
+}
+
 // indent indents every non-empty line by one tab, as caddy fmt would inside
 // the block the fragment is wrapped in.
 func indent(body string) string {
@@ -166,6 +198,7 @@ func TestDocumentedSnippets(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			cfg = localLists(t, cfg)
 			js := []byte(cfg)
 			if s.lang == "json" && s.fragment == "" {
 				var top map[string]json.RawMessage

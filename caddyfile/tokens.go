@@ -5,11 +5,14 @@
 package caddyfile
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-realip/realip/internal/ipset"
 )
@@ -112,4 +115,24 @@ func Once(d *caddyfile.Dispenser, seen map[string]bool) error {
 	}
 	seen[d.Val()] = true
 	return nil
+}
+
+// IPSource reads "trusted_ips_source <module> [<args...>] [{ ... }]": an
+// http.ip_sources module in its Caddyfile form, as Caddy's own
+// trusted_proxies reads one, returned as the JSON of a
+// trusted_ips_sources entry.
+func IPSource(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	if !d.NextArg() {
+		return nil, d.Errf("trusted_ips_source needs the name of an http.ip_sources module (static, published, or a plugin's, e.g. cloudflare)")
+	}
+	name := d.Val()
+	modID := "http.ip_sources." + name
+	unm, err := caddyfile.UnmarshalModule(d, modID)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := unm.(caddyhttp.IPRangeSource); !ok {
+		return nil, d.Errf("module %s is not an IP range source", modID)
+	}
+	return caddyconfig.JSONModuleObject(unm, "source", name, nil), nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -258,6 +259,30 @@ func TestREADMEBeyondKong(t *testing.T) {
 	h = upstreamHeaders(t, addr, "", "X-Forwarded-For: 203.0.113.128, 203.0.113.10, 203.0.113.1, 192.0.2.5")
 	if got := h.Get("X-Forwarded-For"); !strings.HasSuffix(got, ", 203.0.113.10") {
 		t.Errorf("hops 2: upstream X-Forwarded-For %q, want the client 203.0.113.10 last", got)
+	}
+
+	// Cloudflare's ranges from a local server that lists this machine.
+	lists := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "v6") {
+			fmt.Fprint(w, "2400:cb00::/32\n")
+			return
+		}
+		fmt.Fprint(w, "173.245.48.0/20\n127.0.0.1/32\n")
+	}))
+	defer lists.Close()
+	port := freePort(t)
+	block := readmeBlock(t, "# Cloudflare's ranges, kept current")
+	block = strings.ReplaceAll(block, "https://www.cloudflare.com", lists.URL)
+	block = strings.ReplaceAll(block, "app:8080", up)
+	block = strings.ReplaceAll(block, ":8080 {", fmt.Sprintf(":%d {", port))
+	c.loadCaddyfile(block)
+	addr = fmt.Sprintf("127.0.0.1:%d", port)
+	if h := upstreamHeaders(t, addr, "", "CF-Connecting-IP: 198.51.100.44"); h.Get("X-Forwarded-For") != "198.51.100.44" {
+		t.Errorf("Cloudflare ranges: upstream got %v", h)
+	}
+	body, _ = getFrom(t, "127.0.0.2", addr, []string{"CF-Connecting-IP: 198.51.100.44"})
+	if !strings.Contains(body, `"X-Forwarded-For":["127.0.0.2"]`) {
+		t.Errorf("Cloudflare ranges, unlisted peer: upstream got %s", body)
 	}
 
 	addr = readmeSite(t, c, "# A clean upstream chain", up)

@@ -58,7 +58,7 @@ func Explain(cfg Handler, peer string, header http.Header) (*Explanation, error)
 	if h.mode == modeSingle && len(ex.Lines) > 1 {
 		ex.Lines = ex.Lines[:1]
 	}
-	if set := h.trusted; set.CoversAllIPv4() || set.CoversAllIPv6() {
+	if set := h.trusted.Load(); set.CoversAllIPv4() || set.CoversAllIPv6() {
 		ex.Warnings = append(ex.Warnings, "trusted_ips covers every address of a family: any client that can reach Caddy directly can choose its own address")
 	}
 	return ex, nil

@@ -4,6 +4,7 @@
 package handler
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -69,6 +70,12 @@ type Handler struct {
 	// Required. "0.0.0.0/0" and "::/0" trust every TCP peer.
 	TrustedIPs []string `json:"trusted_ips,omitempty"`
 
+	// Sources of more trusted ranges: any http.ip_sources module (Caddy's
+	// static, the plugin's published, third-party ones such as Cloudflare's).
+	// The trusted set is their union with trusted_ips, rebuilt when a
+	// source's ranges change and swapped in atomically.
+	TrustedIPsSourcesRaw []json.RawMessage `json:"trusted_ips_sources,omitempty" caddy:"namespace=http.ip_sources inline_key=source"`
+
 	// The request header that carries the client address: X-Real-IP
 	// (default), X-Forwarded-For, any other header name, or proxy_protocol
 	// for the source address of the connection's PROXY protocol header.
@@ -89,7 +96,7 @@ type Handler struct {
 	// entries or fewer gives its left-most entry. Default 0.
 	RealIPTrustedHops int `json:"real_ip_trusted_hops,omitempty"`
 
-	trusted *ipset.Set
+	trusted *ipset.Live
 	header  string // canonical MIME form
 	mode    mode
 	chain   chain // how the header's entries are walked
@@ -111,6 +118,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.setup(h.logger); err != nil {
 		return err
 	}
+	if h.TrustedIPsSourcesRaw != nil {
+		sources, err := ipset.LoadSources(ctx, h, "TrustedIPsSourcesRaw")
+		if err != nil {
+			return fmt.Errorf("real_ip: %w", err)
+		}
+		h.trusted = ipset.NewLive(h.trusted.Load(), sources, h.logger)
+		go h.trusted.Run(ctx, ipset.SourcePollInterval)
+	}
 	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if srv == nil {
 		return nil
@@ -122,10 +137,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.mode == modeProxyProtocol && !wrapped {
 		return missingWrapperError(srv.Listen)
 	}
-	warnings, err := h.trusted.Audit(srv.Listen)
+	warnings, err := h.trusted.Load().Audit(srv.Listen)
 	// Behind the wrapper, a header mode judges the PROXY source, which can
 	// be a TCP client even on a UNIX listener: the listeners say nothing.
-	if err != nil && (h.mode == modeProxyProtocol || !wrapped) {
+	// With sources, ranges may come later.
+	if err != nil && (h.mode == modeProxyProtocol || !wrapped) && !h.trusted.HasSources() {
 		return fmt.Errorf("real_ip: %w", err)
 	}
 	for _, w := range warnings {
@@ -139,13 +155,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // Explain share it.
 func (h *Handler) setup(logger *zap.Logger) error {
 	set, err := ipset.Build(h.TrustedIPs, logger)
-	if errors.Is(err, ipset.ErrEmpty) {
-		return fmt.Errorf("real_ip: trusted_ips is required: list the load balancers or proxies whose headers are believed (for example trusted_ips 10.0.0.0/8)")
+	if errors.Is(err, ipset.ErrEmpty) && h.TrustedIPsSourcesRaw == nil {
+		return fmt.Errorf("real_ip: trusted_ips is required (or a trusted_ips_source): list the load balancers or proxies whose headers are believed (for example trusted_ips 10.0.0.0/8)")
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ipset.ErrEmpty) {
 		return fmt.Errorf("real_ip: %w", err)
 	}
-	h.trusted = set
+	if set == nil {
+		set = ipset.FromPrefixes(nil, false)
+	}
+	h.trusted = ipset.Static(set)
 
 	name := h.RealIPHeader
 	if name == "" {
@@ -171,7 +190,7 @@ func (h *Handler) setup(logger *zap.Logger) error {
 	case h.RealIPTrustedHops > 0 && h.mode == modeProxyProtocol:
 		return fmt.Errorf("real_ip: real_ip_trusted_hops counts entries of a header's chain, and real_ip_header proxy_protocol has none: use it with X-Forwarded-For, Forwarded or another header")
 	}
-	h.chain = chain{forwarded: h.mode == modeForwarded, recursive: bool(h.RealIPRecursive), hops: h.RealIPTrustedHops, trusted: h.trusted}
+	h.chain = chain{forwarded: h.mode == modeForwarded, recursive: bool(h.RealIPRecursive), hops: h.RealIPTrustedHops}
 	return nil
 }
 
@@ -229,19 +248,23 @@ func (h *Handler) decide(res *result, header http.Header, trace *[]Step) {
 		// $realip_remote_addr is with real_ip_header proxy_protocol.
 		res.peer, res.peerUnix, res.peerText = physicalPeer(res.conn, res.peer, res.peerUnix, res.peerText)
 	}
-	res.trusted = h.trusted.ContainsPeer(res.peer, res.peerUnix)
+	set := h.trusted.Load()
+	res.set = set
+	res.trusted = set.ContainsPeer(res.peer, res.peerUnix)
 	res.headersTrusted = res.trusted
 	if !res.trusted {
 		return
 	}
 	var e forwarded.Entry
 	var found bool
+	c := h.chain
+	c.trusted = set
 	switch h.mode {
 	case modeXFF, modeForwarded:
-		e, found = h.chain.walk(header[h.header], trace)
+		e, found = c.walk(header[h.header], trace)
 	case modeSingle:
 		if lines := header[h.header]; len(lines) > 0 {
-			e, found = h.chain.walk(lines[:1], trace)
+			e, found = c.walk(lines[:1], trace)
 		}
 	case modeProxyProtocol:
 		if res.conn != nil && res.conn.Source.IsValid() {
@@ -258,7 +281,7 @@ func (h *Handler) decide(res *result, header http.Header, trace *[]Step) {
 		// The HTTP headers were written by the PROXY source, not by the L4
 		// balancer: their X-Forwarded-* are believed only if that source
 		// is trusted (Kong believes them whenever the balancer is).
-		res.headersTrusted = h.trusted.Contains(res.client.Addr())
+		res.headersTrusted = set.Contains(res.client.Addr())
 	}
 }
 

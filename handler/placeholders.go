@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddy-realip/realip/internal/conninfo"
 	"github.com/caddy-realip/realip/internal/forwarded"
+	"github.com/caddy-realip/realip/internal/ipset"
 )
 
 type source uint8
@@ -47,7 +48,8 @@ type result struct {
 	// proxy_protocol mode the PROXY source
 	headersTrusted bool
 	source         source
-	h              *Handler // for {http.real_ip.trusted_chain}, which walks the header again
+	h              *Handler    // for {http.real_ip.trusted_chain}, which walks the header again
+	set            *ipset.Set // the trusted set the decision was made with
 }
 
 func (res result) replace(key string) (any, bool) {
@@ -206,7 +208,9 @@ func (res result) trustedChain() string {
 			lines = lines[:1]
 		}
 		var steps []Step
-		res.h.chain.walk(lines, &steps)
+		c := res.h.chain
+		c.trusted = res.set
+		c.walk(lines, &steps)
 		for i := len(steps) - 1; i >= 0; i-- {
 			if !steps[i].Parsed {
 				continue

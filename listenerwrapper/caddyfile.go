@@ -11,6 +11,7 @@ import (
 //
 //	real_ip [<trusted_ips...>] {
 //	    trusted_ips    <ranges...>
+//	    trusted_ips_source <module> ...
 //	    timeout        <duration>
 //	    missing_header reject|allow
 //	    untrusted      ignore|reject|skip
@@ -31,6 +32,12 @@ func (lw *ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			lw.TrustedIPs = append(lw.TrustedIPs, ips...)
+		case "trusted_ips_source":
+			src, err := realipcf.IPSource(d)
+			if err != nil {
+				return err
+			}
+			lw.TrustedIPsSourcesRaw = append(lw.TrustedIPsSourcesRaw, src)
 		case "timeout":
 			if err := realipcf.Once(d, seen); err != nil {
 				return err
@@ -59,10 +66,10 @@ func (lw *ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			lw.Untrusted = v
 		default:
-			return d.Errf("unrecognized real_ip listener wrapper option '%s' (want trusted_ips, timeout, missing_header or untrusted)", d.Val())
+			return d.Errf("unrecognized real_ip listener wrapper option '%s' (want trusted_ips, trusted_ips_source, timeout, missing_header or untrusted)", d.Val())
 		}
 	}
-	if len(lw.TrustedIPs) == 0 {
+	if len(lw.TrustedIPs) == 0 && len(lw.TrustedIPsSourcesRaw) == 0 {
 		d.Reset()
 		d.Next()
 		return d.Err("the real_ip listener wrapper needs trusted_ips: list the load balancers that send PROXY headers, e.g. real_ip 10.0.0.0/8 " + realipcf.EnvHint)

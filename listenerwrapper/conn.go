@@ -56,7 +56,7 @@ func (l *listener) Accept() (net.Conn, error) {
 
 func (lw *ListenerWrapper) trustedPeer(a net.Addr) bool {
 	peer, unix, ok := conninfo.Peer(a)
-	return ok && lw.trusted.ContainsPeer(peer, unix)
+	return ok && lw.trusted.Load().ContainsPeer(peer, unix)
 }
 
 // The PROXY protocol signatures.

@@ -50,6 +50,11 @@ type ListenerWrapper struct {
 	// and "private_ranges", as the real_ip handler's trusted_ips. Required.
 	TrustedIPs []string `json:"trusted_ips,omitempty"`
 
+	// Sources of more trusted senders: any http.ip_sources module, as the
+	// handler's trusted_ips_sources (Caddy's own proxy_protocol wrapper
+	// takes only a static list).
+	TrustedIPsSourcesRaw []json.RawMessage `json:"trusted_ips_sources,omitempty" caddy:"namespace=http.ip_sources inline_key=source"`
+
 	// How long a connection may take to send its header. Default 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
@@ -63,7 +68,7 @@ type ListenerWrapper struct {
 	// the connection at once; "skip" reads nothing, its bytes are plain HTTP.
 	Untrusted string `json:"untrusted,omitempty"`
 
-	trusted  *ipset.Set
+	trusted  *ipset.Live
 	timeout  time.Duration
 	logger   *zap.Logger
 	metrics  *metrics.Proxy
@@ -84,13 +89,24 @@ func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 	lw.logger = ctx.Logger()
 	lw.refusals = &refusalLog{}
 	set, err := ipset.Build(lw.TrustedIPs, lw.logger)
-	if errors.Is(err, ipset.ErrEmpty) {
-		return fmt.Errorf("real_ip listener wrapper: trusted_ips is required: list the load balancers that send PROXY headers (for example trusted_ips 10.0.0.0/8)")
+	if errors.Is(err, ipset.ErrEmpty) && lw.TrustedIPsSourcesRaw == nil {
+		return fmt.Errorf("real_ip listener wrapper: trusted_ips is required (or a trusted_ips_source): list the load balancers that send PROXY headers (for example trusted_ips 10.0.0.0/8)")
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ipset.ErrEmpty) {
 		return fmt.Errorf("real_ip listener wrapper: %w", err)
 	}
-	lw.trusted = set
+	if set == nil {
+		set = ipset.FromPrefixes(nil, false)
+	}
+	lw.trusted = ipset.Static(set)
+	if lw.TrustedIPsSourcesRaw != nil {
+		sources, err := ipset.LoadSources(ctx, lw, "TrustedIPsSourcesRaw")
+		if err != nil {
+			return fmt.Errorf("real_ip listener wrapper: %w", err)
+		}
+		lw.trusted = ipset.NewLive(set, sources, lw.logger)
+		go lw.trusted.Run(ctx, ipset.SourcePollInterval)
+	}
 
 	lw.timeout = time.Duration(lw.Timeout)
 	if lw.timeout == 0 {
@@ -115,8 +131,8 @@ func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 	}
 
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
-		warnings, err := set.Audit(srv.Listen)
-		if err != nil {
+		warnings, err := lw.trusted.Load().Audit(srv.Listen)
+		if err != nil && !lw.trusted.HasSources() {
 			return fmt.Errorf("real_ip listener wrapper: %w", err)
 		}
 		for _, w := range warnings {

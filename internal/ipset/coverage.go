@@ -10,10 +10,10 @@ import (
 // CoversAllIPv4 reports whether the entries together trust every IPv4
 // address: 0.0.0.0/0, or ranges that add up to it (0.0.0.0/1 and
 // 128.0.0.0/1, say).
-func (s *Set) CoversAllIPv4() bool { return s != nil && (s.all4 || covers(s.prefixes, true)) }
+func (s *Set) CoversAllIPv4() bool { return s != nil && covers(s.prefixes, true) }
 
 // CoversAllIPv6 is CoversAllIPv4 for IPv6 (::/0).
-func (s *Set) CoversAllIPv6() bool { return s != nil && (s.all6 || covers(s.prefixes, false)) }
+func (s *Set) CoversAllIPv6() bool { return s != nil && covers(s.prefixes, false) }
 
 // TrustsTCP reports whether any TCP peer can be trusted at all.
 func (s *Set) TrustsTCP() bool { return s != nil && len(s.prefixes) > 0 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/gaissmai/bart"
 	"go.uber.org/zap"
 )
 
@@ -24,30 +25,14 @@ const (
 	PrivateRanges = "private_ranges"
 )
 
-// Set answers "is this peer trusted?" in a time that depends on the number of
-// distinct prefix lengths in it (at most 32 for IPv4 and 128 for IPv6), never
-// on the number of entries: each length has its own fixed-cost hash table of
-// masked addresses (table.go). netip and Caddy have no such structure (Caddy
-// scans a slice of prefixes), so it is written here.
+// Set answers "is this peer trusted?" with a routing table
+// (github.com/gaissmai/bart's Lite): a lookup costs a few nanoseconds
+// whatever the number of entries, and allocates nothing. A Set is never
+// changed once built; a new one is built and swapped in instead.
 type Set struct {
-	all4, all6 bool // 0.0.0.0/0 or ::/0 present
-	unix       bool
-
-	v4 []lenSet4 // longest prefix first
-	v6 []lenSet6
-
-	prefixes []netip.Prefix // normalised entries, for String and tests
-}
-
-type lenSet4 struct {
-	mask  uint32
-	addrs table4
-}
-
-// lenSet6 keeps the mask as two words so that masking needs no branches.
-type lenSet6 struct {
-	mask  key6
-	addrs table6
+	unix     bool
+	table    bart.Lite
+	prefixes []netip.Prefix // normalised entries, for String, Audit and tests
 }
 
 // Warning reports an entry that was accepted after a change, such as a CIDR
@@ -112,13 +97,12 @@ func Build(tokens []string, logger *zap.Logger) (*Set, error) {
 // syntax). It returns the first bad entry as an *Error, and a Warning for
 // each CIDR whose host bits were masked.
 func Parse(tokens []string) (*Set, []Warning, error) {
-	s := &Set{}
+	var prefixes []netip.Prefix
 	var warnings []Warning
-	v4 := map[int]map[uint32]struct{}{}
-	v6 := map[int]map[key6]struct{}{}
+	unix := false
 	for _, entry := range Expand(tokens) {
 		if entry == Unix {
-			s.unix = true
+			unix = true
 			continue
 		}
 		p, masked, err := parseEntry(entry)
@@ -128,39 +112,19 @@ func Parse(tokens []string) (*Set, []Warning, error) {
 		if masked {
 			warnings = append(warnings, Warning{Entry: entry, Masked: p})
 		}
-		s.prefixes = append(s.prefixes, p)
-		bits := p.Bits()
-		if p.Addr().Is4() {
-			if bits == 0 {
-				s.all4 = true
-				continue
-			}
-			if v4[bits] == nil {
-				v4[bits] = map[uint32]struct{}{}
-			}
-			v4[bits][be32(p.Addr().As4())] = struct{}{}
-			continue
-		}
-		if bits == 0 {
-			s.all6 = true
-			continue
-		}
-		if v6[bits] == nil {
-			v6[bits] = map[key6]struct{}{}
-		}
-		v6[bits][toKey6(p.Addr())] = struct{}{}
+		prefixes = append(prefixes, p)
 	}
-	for bits := 32; bits >= 1; bits-- {
-		if m := v4[bits]; m != nil {
-			s.v4 = append(s.v4, lenSet4{mask: ^uint32(0) << (32 - bits), addrs: newTable4(m)})
-		}
+	return FromPrefixes(prefixes, unix), warnings, nil
+}
+
+// FromPrefixes builds a Set from masked prefixes (IPv4 ones in their IPv4
+// form), trusting UNIX socket peers if unix.
+func FromPrefixes(prefixes []netip.Prefix, unix bool) *Set {
+	s := &Set{unix: unix, prefixes: prefixes}
+	for _, p := range prefixes {
+		s.table.Insert(p)
 	}
-	for bits := 128; bits >= 1; bits-- {
-		if m := v6[bits]; m != nil {
-			s.v6 = append(s.v6, lenSet6{mask: mask6(bits), addrs: newTable6(m)})
-		}
-	}
-	return s, warnings, nil
+	return s
 }
 
 // parseEntry reads one address or CIDR. An IPv4-mapped IPv6 entry
@@ -186,65 +150,13 @@ func parseEntry(entry string) (netip.Prefix, bool, error) {
 	return netip.PrefixFrom(a, a.BitLen()), false, nil
 }
 
-func toKey6(a netip.Addr) key6 {
-	b := a.As16()
-	return key6{hi: be64(b[:8]), lo: be64(b[8:])}
-}
-
-func be64(b []byte) uint64 {
-	_ = b[7]
-	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
-}
-
-func mask6(bits int) key6 {
-	var m key6
-	if bits >= 64 {
-		m.hi = ^uint64(0)
-		m.lo = ^uint64(0) << (128 - bits)
-		if bits == 64 {
-			m.lo = 0
-		}
-	} else {
-		m.hi = ^uint64(0) << (64 - bits)
-	}
-	return m
-}
-
-func be32(b [4]byte) uint32 {
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-}
-
 // Contains reports whether addr is trusted. IPv4-mapped IPv6 addresses match
 // IPv4 entries. It does not allocate.
 func (s *Set) Contains(addr netip.Addr) bool {
 	if s == nil || !addr.IsValid() {
 		return false
 	}
-	addr = addr.Unmap()
-	if addr.Is4() {
-		if s.all4 {
-			return true
-		}
-		a := be32(addr.As4())
-		for i := range s.v4 {
-			if s.v4[i].addrs.contains(a & s.v4[i].mask) {
-				return true
-			}
-		}
-		return false
-	}
-	if s.all6 {
-		return true
-	}
-	k := toKey6(addr)
-	for i := range s.v6 {
-		m := s.v6[i].mask
-		if s.v6[i].addrs.contains(key6{k.hi & m.hi, k.lo & m.lo}) {
-			return true
-		}
-	}
-	return false
+	return s.table.Contains(addr.Unmap())
 }
 
 // ContainsPeer reports whether a socket peer is trusted: a peer on a UNIX
