@@ -48,7 +48,7 @@ type result struct {
 	// proxy_protocol mode the PROXY source
 	headersTrusted bool
 	source         source
-	h              *Handler    // for {http.real_ip.trusted_chain}, which walks the header again
+	h              *Handler   // for {http.real_ip.trusted_chain}, which walks the header again
 	set            *ipset.Set // the trusted set the decision was made with
 }
 

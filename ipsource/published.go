@@ -267,7 +267,7 @@ func Parse(body []byte, format string, services, regions []string) ([]netip.Pref
 			} `json:"ipv6_prefixes"`
 		}
 		if err := json.Unmarshal(body, &list); err != nil {
-			return nil, fmt.Errorf("AWS list: %w", err)
+			return nil, fmt.Errorf("aws list: %w", err)
 		}
 		for _, e := range list.Prefixes {
 			if match(e.Service, services) && match(e.Region, regions) {
@@ -289,7 +289,7 @@ func Parse(body []byte, format string, services, regions []string) ([]netip.Pref
 			} `json:"prefixes"`
 		}
 		if err := json.Unmarshal(body, &list); err != nil {
-			return nil, fmt.Errorf("Google list: %w", err)
+			return nil, fmt.Errorf("google list: %w", err)
 		}
 		for _, e := range list.Prefixes {
 			if !match(e.Service, services) || !match(e.Scope, regions) {

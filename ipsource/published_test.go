@@ -68,7 +68,7 @@ func TestParse(t *testing.T) {
 		{"text with a bad line", "10.0.0.0/8\nnot-an-address\n", "", nil, nil, "", "'not-an-address' is not an address or CIDR"},
 		{"empty", "\n# nothing\n", "", nil, nil, "", "the list is empty"},
 		{"unknown JSON", `{"ranges": ["10.0.0.0/8"]}`, "", nil, nil, "", "unknown list format"},
-		{"broken JSON", `{"prefixes": [`, "aws", nil, nil, "", "AWS list"},
+		{"broken JSON", `{"prefixes": [`, "aws", nil, nil, "", "aws list"},
 		{"an HTML error page", "<html>503</html>", "", nil, nil, "", "is not an address or CIDR"},
 	}
 	for _, c := range cases {
