@@ -100,6 +100,7 @@ type Handler struct {
 	header  string // canonical MIME form
 	mode    mode
 	chain   chain // how the header's entries are walked
+	wrapped bool  // the server has the real_ip listener wrapper
 	logger  *zap.Logger
 	metrics *metrics.Requests
 }
@@ -128,9 +129,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if srv == nil {
+		h.wrapped = true // not in a server: look for the wrapper per request
 		return nil
 	}
 	wrapped := conninfo.ServerMarked(srv)
+	h.wrapped = wrapped
 	// Kong documents that real_ip_header proxy_protocol needs a
 	// proxy_protocol listener but never checks, and silently answers with
 	// the load balancer's address; here it is a config error.
@@ -208,8 +211,10 @@ func (h *Handler) apply(r *http.Request) {
 	// res is a value: its method value below copies it into the one
 	// allocation the placeholders need.
 	res := result{source: sourcePeer}
-	if a := conninfo.FromContext(r.Context()); a != nil {
-		res.conn = a.Get()
+	if h.wrapped {
+		if a := conninfo.FromContext(r.Context()); a != nil {
+			res.conn = a.Get()
+		}
 	}
 	res.peer, res.peerUnix = parseRemoteAddr(r.RemoteAddr)
 	res.peerText = r.RemoteAddr
@@ -221,12 +226,23 @@ func (h *Handler) apply(r *http.Request) {
 		trace = new([]Step)
 	}
 	h.decide(&res, r.Header, trace)
+	// One lookup of the request's vars for the three writes (SetVar looks
+	// the map up each time).
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
 	if res.source != sourcePeer {
 		r.RemoteAddr = res.client.String()
-		caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, hostOf(r.RemoteAddr))
+		if vars != nil {
+			vars[caddyhttp.ClientIPVarKey] = hostOf(r.RemoteAddr)
+		}
 	}
-	caddyhttp.SetVar(r.Context(), caddyhttp.TrustedProxyVarKey, res.headersTrusted)
-	caddyhttp.SetVar(r.Context(), appliedVarKey, true)
+	if vars != nil {
+		// Caddy has set trusted_proxy already (false without its own
+		// trusted_proxies); write it only when it changes.
+		if was, _ := vars[caddyhttp.TrustedProxyVarKey].(bool); was != res.headersTrusted {
+			vars[caddyhttp.TrustedProxyVarKey] = res.headersTrusted
+		}
+		vars[appliedVarKey] = true
+	}
 	h.metrics.Count(int(res.source), res.trusted)
 	if ce != nil {
 		ce.Write(h.decisionFields(&res, r.Header, *trace)...)

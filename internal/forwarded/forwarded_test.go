@@ -2,6 +2,7 @@ package forwarded
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -118,6 +119,30 @@ func FuzzLastToken(f *testing.F) {
 				return
 			}
 			line = line[:start-1]
+		}
+	})
+}
+
+// FuzzParseIPv4 checks the hand-written IPv4 reader against netip's.
+func FuzzParseIPv4(f *testing.F) {
+	for _, s := range []string{"1.2.3.4", "010.0.0.1", "255.255.255.255", "256.1.1.1", "1..2.3", "1.2.3", "1.2.3.4.5", "0.0.0.0", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, ok, isV4 := parseIPv4(s)
+		want, err := netip.ParseAddr(s)
+		wantOK := err == nil && want.Is4()
+		if isV4 && ok != wantOK {
+			t.Fatalf("%q: parseIPv4 %v %v, netip %v %v", s, a, ok, want, err)
+		}
+		if ok && a != want {
+			t.Fatalf("%q: %v, netip %v", s, a, want)
+		}
+		if !isV4 && wantOK {
+			t.Fatalf("%q: not taken as IPv4, netip reads %v", s, want)
+		}
+		if isV4 && strings.Trim(s, "0123456789.") != "" {
+			t.Fatalf("%q: taken as IPv4 text although it has other characters", s)
 		}
 	})
 }
