@@ -199,15 +199,17 @@ func (h *Handler) setup(logger *zap.Logger) error {
 
 // ServeHTTP applies the realip rules and calls the next handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if done, _ := caddyhttp.GetVar(r.Context(), appliedVarKey).(bool); !done {
-		h.apply(r)
+	// The request's vars, looked up once for the check and the writes.
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	if done, _ := vars[appliedVarKey].(bool); !done {
+		h.apply(r, vars)
 	}
 	return next.ServeHTTP(w, r)
 }
 
 // apply is ServeHTTP without the once-per-request guard and the call to the
 // next handler.
-func (h *Handler) apply(r *http.Request) {
+func (h *Handler) apply(r *http.Request, vars map[string]any) {
 	// res is a value: its method value below copies it into the one
 	// allocation the placeholders need.
 	res := result{source: sourcePeer}
@@ -226,9 +228,6 @@ func (h *Handler) apply(r *http.Request) {
 		trace = new([]Step)
 	}
 	h.decide(&res, r.Header, trace)
-	// One lookup of the request's vars for the three writes (SetVar looks
-	// the map up each time).
-	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
 	if res.source != sourcePeer {
 		r.RemoteAddr = res.client.String()
 		if vars != nil {
