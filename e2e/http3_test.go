@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,11 +17,15 @@ import (
 )
 
 // h3From is an HTTP/3 client whose QUIC packets leave from the loopback
-// address src.
-func h3From(src string) *http.Client {
+// address src, for the TLS server name sni; dialTo, if set, is where they
+// go whatever the URL says.
+func h3From(src, sni, dialTo string) *http.Client {
 	tr := &http3.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: []string{http3.NextProtoH3}},
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: sni, NextProtos: []string{http3.NextProtoH3}},
 		Dial: func(ctx context.Context, addr string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
+			if dialTo != "" {
+				addr = dialTo
+			}
 			udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)})
 			if err != nil {
 				return nil, err
@@ -63,7 +68,7 @@ https://localhost:%[1]d {
 }`, port, up))
 	url := fmt.Sprintf("https://localhost:%d/", port)
 	get := func(src string) (*http.Response, http.Header) {
-		client := h3From(src)
+		client := h3From(src, "localhost", "")
 		defer client.Transport.(*http3.Transport).Close()
 		var resp *http.Response
 		var err error
@@ -100,4 +105,43 @@ https://localhost:%[1]d {
 		t.Errorf("untrusted peer over HTTP/3: client %q, matched %q, upstream %q", resp.Header.Get("X-Seen-Client"), resp.Header.Get("X-Client-Matched"), upstream.Get("X-Forwarded-For"))
 	}
 	t.Logf("HTTP/3: trusted 127.0.0.1 → client 198.51.100.31; untrusted 127.0.0.2 → client 127.0.0.2")
+}
+
+// TestREADMEHTTP3 runs the README's HTTP/3 Caddyfile (ports, names, the
+// trusted range and the upstream swapped for the test's) with an HTTP/3
+// client: a trusted peer's X-Forwarded-For is believed.
+func TestREADMEHTTP3(t *testing.T) {
+	c := startCaddy(t)
+	up := upstreamEcho(t)
+	port := freePort(t)
+	block := readmeBlock(t, "# HTTP/3 and the real client")
+	block = strings.ReplaceAll(block, "servers :443", fmt.Sprintf("servers :%d", port))
+	block = strings.ReplaceAll(block, "app:8080", up)
+	block = strings.ReplaceAll(block, "10.0.0.0/8", "127.0.0.1 10.0.0.0/8")
+	block = strings.Replace(block, "{\n", fmt.Sprintf("{\n\tlocal_certs\n\thttps_port %d\n", port), 1)
+	c.loadCaddyfile(block)
+	client := h3From("127.0.0.1", "app.example.com", fmt.Sprintf("127.0.0.1:%d", port))
+	defer client.Transport.(*http3.Transport).Close()
+	var resp *http.Response
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		req, _ := http.NewRequest("GET", "https://app.example.com/", nil)
+		req.Header.Set("X-Forwarded-For", "198.51.100.32, 10.0.0.7")
+		resp, err = client.Do(req)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("HTTP/3: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var upstream http.Header
+	if err := json.Unmarshal(body, &upstream); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if resp.ProtoMajor != 3 || !strings.HasSuffix(upstream.Get("X-Forwarded-For"), "198.51.100.32") {
+		t.Errorf("README HTTP/3 example: %s, upstream X-Forwarded-For %q", resp.Proto, upstream.Get("X-Forwarded-For"))
+	}
 }
