@@ -108,28 +108,38 @@ func exchangeWithHeaders(t testing.TB, addr string, prefix []byte, headers []str
 
 func roundTrip(t testing.TB, conn net.Conn, data []byte, wait time.Duration) outcome {
 	t.Helper()
+	o, err := tryRoundTrip(conn, data, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// tryRoundTrip is roundTrip for goroutines other than the test's: it
+// reports what roundTrip would fail the test with.
+func tryRoundTrip(conn net.Conn, data []byte, wait time.Duration) (outcome, error) {
 	defer conn.Close()
 	o := outcome{local: conn.LocalAddr()}
 	_ = conn.SetDeadline(time.Now().Add(wait))
 	if _, err := conn.Write(data); err != nil {
 		o.closed = true
-		return o
+		return o, nil
 	}
 	all, err := io.ReadAll(conn)
 	if len(all) == 0 {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			t.Fatalf("no answer and no close within %s", wait)
+			return o, fmt.Errorf("no answer and no close within %s", wait)
 		}
 		o.closed = true
-		return o
+		return o, nil
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(all)), nil)
 	if err != nil {
-		t.Fatalf("bad response %q: %v", all, err)
+		return o, fmt.Errorf("bad response %q: %v", all, err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	o.status = resp.StatusCode
 	o.body = strings.TrimSpace(string(body))
-	return o
+	return o, nil
 }
