@@ -2,6 +2,7 @@ package ipsource
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	"github.com/caddyserver/certmagic"
 )
 
@@ -214,3 +216,17 @@ func TestPublishedFileAndOptions(t *testing.T) {
 }
 
 func osWriteFile(name, data string) error { return os.WriteFile(name, []byte(data), 0o644) }
+
+// Caddy's own trusted_proxies takes the source too.
+func TestPublishedAsCaddyTrustedProxies(t *testing.T) {
+	cfg := fmt.Sprintf(`{"admin":{"disabled":true},"storage":{"module":"file_system","root":%q},"apps":{"http":{"servers":{"s":{
+		"listen":["127.0.0.1:0"],"trusted_proxies":{"source":"published","file":"../testdata/ipsource/cloudflare-ips-v4.txt"},
+		"routes":[{"handle":[{"handler":"static_response","body":"ok"}]}]}}}}}`, t.TempDir())
+	var c caddy.Config
+	if err := json.Unmarshal([]byte(cfg), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(&c); err != nil {
+		t.Fatalf("trusted_proxies with the published source: %v", err)
+	}
+}
