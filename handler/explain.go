@@ -54,10 +54,7 @@ func Explain(cfg Handler, peer string, header http.Header) (*Explanation, error)
 		Peer: peer, PeerTrusted: res.trusted, Header: h.header, AllLines: h.mode == modeXFF || h.mode == modeForwarded,
 		Recursive: bool(h.RealIPRecursive), Hops: h.RealIPTrustedHops, Steps: steps, Client: res.clientText(), Source: res.source.String(),
 	}
-	ex.Lines = header[h.header]
-	if h.mode == modeSingle && len(ex.Lines) > 1 {
-		ex.Lines = ex.Lines[:1]
-	}
+	ex.Lines = h.lines(header)
 	if set := h.trusted.Load(); set.CoversAllIPv4() || set.CoversAllIPv6() {
 		ex.Warnings = append(ex.Warnings, "trusted_ips covers every address of a family: any client that can reach Caddy directly can choose its own address")
 	}

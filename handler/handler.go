@@ -275,12 +275,8 @@ func (h *Handler) decide(res *result, header http.Header, trace *[]Step) {
 	c := h.chain
 	c.trusted = set
 	switch h.mode {
-	case modeXFF, modeForwarded:
-		e, found = c.walk(header[h.header], trace)
-	case modeSingle:
-		if lines := header[h.header]; len(lines) > 0 {
-			e, found = c.walk(lines[:1], trace)
-		}
+	case modeXFF, modeForwarded, modeSingle:
+		e, found = c.walk(h.lines(header), trace)
 	case modeProxyProtocol:
 		if res.conn != nil && res.conn.Source.IsValid() {
 			e, found = forwarded.Entry{Addr: res.conn.Source.Addr(), Port: res.conn.Source.Port()}, true
@@ -300,6 +296,16 @@ func (h *Handler) decide(res *result, header http.Header, trace *[]Step) {
 	}
 }
 
+// lines returns the lines of its header the handler reads: every line for
+// X-Forwarded-For and Forwarded, the first for any other header.
+func (h *Handler) lines(header http.Header) []string {
+	lines := header[h.header]
+	if h.mode == modeSingle && len(lines) > 1 {
+		return lines[:1]
+	}
+	return lines
+}
+
 // maxLoggedValue bounds the header value in the debug log: a client can
 // send up to max_header_size bytes.
 const maxLoggedValue = 256
@@ -312,11 +318,7 @@ func (h *Handler) decisionFields(res *result, header http.Header, steps []Step) 
 	}
 	fields := []zap.Field{zap.String("peer", peer), zap.Bool("trusted", res.trusted)}
 	if h.mode != modeProxyProtocol {
-		lines := header[h.header]
-		if h.mode == modeSingle && len(lines) > 1 {
-			lines = lines[:1]
-		}
-		value := strings.Join(lines, "\n")
+		value := strings.Join(h.lines(header), "\n")
 		if len(value) > maxLoggedValue {
 			value = value[:maxLoggedValue] + fmt.Sprintf("… (%d bytes)", len(value))
 		}

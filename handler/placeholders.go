@@ -10,7 +10,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-realip/realip/internal/conninfo"
-	"github.com/caddy-realip/realip/internal/forwarded"
 	"github.com/caddy-realip/realip/internal/ipset"
 )
 
@@ -203,20 +202,13 @@ func (res result) trustedChain() string {
 	case res.source == sourceProxyProtocol:
 		parts = append(parts, res.client.Addr().String())
 	case res.source == sourceHeader && res.h != nil && res.req != nil:
-		lines := res.req.Header[res.h.header]
-		if res.h.mode == modeSingle && len(lines) > 1 {
-			lines = lines[:1]
-		}
 		var steps []Step
 		c := res.h.chain
 		c.trusted = res.set
-		c.walk(lines, &steps)
+		c.walk(res.h.lines(res.req.Header), &steps)
 		for i := len(steps) - 1; i >= 0; i-- {
-			if !steps[i].Parsed {
-				continue
-			}
-			if e, ok := parseStep(&res.h.chain, steps[i].Token); ok {
-				parts = append(parts, e.Addr.Unmap().String())
+			if steps[i].Parsed {
+				parts = append(parts, steps[i].Addr.Unmap().String())
 			}
 		}
 	}
@@ -224,12 +216,4 @@ func (res result) trustedChain() string {
 		parts = append(parts, res.peer.Addr().String())
 	}
 	return strings.Join(parts, ", ")
-}
-
-// parseStep reads a walked entry again.
-func parseStep(c *chain, token string) (forwarded.Entry, bool) {
-	if c.forwarded {
-		return forwarded.ParseNode(token)
-	}
-	return forwarded.ParseEntry(token)
 }

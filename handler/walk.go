@@ -1,6 +1,8 @@
 package handler
 
 import (
+	"net/netip"
+
 	"github.com/caddy-realip/realip/internal/forwarded"
 	"github.com/caddy-realip/realip/internal/ipset"
 )
@@ -11,8 +13,9 @@ type Step struct {
 	Line    int    // index of the header line (0 is the first)
 	Token   string // the entry as written
 	Parsed  bool
-	Trusted bool   // the entry is in trusted_ips (when it parsed)
-	Verdict string // what the walk did with it
+	Addr    netip.Addr // the entry's address (when it parsed)
+	Trusted bool       // the entry is in trusted_ips (when it parsed)
+	Verdict string     // what the walk did with it
 }
 
 // Verdicts of a Step.
@@ -123,7 +126,7 @@ func (w *walker) offer(line int, token string, e forwarded.Entry, ok bool) bool 
 		if w.taken <= w.hops {
 			v = VerdictHop
 		}
-		*w.trace = append(*w.trace, Step{Line: line, Token: token, Parsed: true, Trusted: w.trusted.Contains(e.Addr), Verdict: v})
+		*w.trace = append(*w.trace, Step{Line: line, Token: token, Parsed: true, Addr: e.Addr, Trusted: w.trusted.Contains(e.Addr), Verdict: v})
 	}
 	if !w.recursive && w.taken > w.hops {
 		if w.hops > 0 {
