@@ -120,12 +120,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if h.TrustedIPsSourcesRaw != nil {
-		sources, err := ipset.LoadSources(ctx, h, "TrustedIPsSourcesRaw")
+		live, err := ipset.WithSources(ctx, h, "TrustedIPsSourcesRaw", h.trusted.Load(), h.logger)
 		if err != nil {
 			return fmt.Errorf("real_ip: %w", err)
 		}
-		h.trusted = ipset.NewLive(h.trusted.Load(), sources, h.logger)
-		go h.trusted.Run(ctx, ipset.SourcePollInterval)
+		h.trusted = live
 	}
 	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if srv == nil {
@@ -157,15 +156,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // setup validates the options and builds the trusted set; Provision and
 // Explain share it.
 func (h *Handler) setup(logger *zap.Logger) error {
-	set, err := ipset.Build(h.TrustedIPs, logger)
-	if errors.Is(err, ipset.ErrEmpty) && h.TrustedIPsSourcesRaw == nil {
+	set, err := ipset.Build(h.TrustedIPs, h.TrustedIPsSourcesRaw != nil, logger)
+	if errors.Is(err, ipset.ErrEmpty) {
 		return fmt.Errorf("real_ip: trusted_ips is required (or a trusted_ips_source): list the load balancers or proxies whose headers are believed (for example trusted_ips 10.0.0.0/8)")
 	}
-	if err != nil && !errors.Is(err, ipset.ErrEmpty) {
+	if err != nil {
 		return fmt.Errorf("real_ip: %w", err)
-	}
-	if set == nil {
-		set = ipset.FromPrefixes(nil, false)
 	}
 	h.trusted = ipset.Static(set)
 

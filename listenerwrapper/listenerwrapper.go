@@ -88,24 +88,18 @@ func (ListenerWrapper) CaddyModule() caddy.ModuleInfo {
 func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 	lw.logger = ctx.Logger()
 	lw.refusals = &refusalLog{}
-	set, err := ipset.Build(lw.TrustedIPs, lw.logger)
-	if errors.Is(err, ipset.ErrEmpty) && lw.TrustedIPsSourcesRaw == nil {
+	set, err := ipset.Build(lw.TrustedIPs, lw.TrustedIPsSourcesRaw != nil, lw.logger)
+	if errors.Is(err, ipset.ErrEmpty) {
 		return fmt.Errorf("real_ip listener wrapper: trusted_ips is required (or a trusted_ips_source): list the load balancers that send PROXY headers (for example trusted_ips 10.0.0.0/8)")
 	}
-	if err != nil && !errors.Is(err, ipset.ErrEmpty) {
+	if err != nil {
 		return fmt.Errorf("real_ip listener wrapper: %w", err)
-	}
-	if set == nil {
-		set = ipset.FromPrefixes(nil, false)
 	}
 	lw.trusted = ipset.Static(set)
 	if lw.TrustedIPsSourcesRaw != nil {
-		sources, err := ipset.LoadSources(ctx, lw, "TrustedIPsSourcesRaw")
-		if err != nil {
+		if lw.trusted, err = ipset.WithSources(ctx, lw, "TrustedIPsSourcesRaw", set, lw.logger); err != nil {
 			return fmt.Errorf("real_ip listener wrapper: %w", err)
 		}
-		lw.trusted = ipset.NewLive(set, sources, lw.logger)
-		go lw.trusted.Run(ctx, ipset.SourcePollInterval)
 	}
 
 	lw.timeout = time.Duration(lw.Timeout)

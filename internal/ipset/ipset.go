@@ -78,13 +78,14 @@ func Expand(tokens []string) []string {
 var ErrEmpty = errors.New("trusted_ips is required")
 
 // Build is Parse for a module's Provision: warnings go to logger, and an
-// empty list is ErrEmpty.
-func Build(tokens []string, logger *zap.Logger) (*Set, error) {
+// empty list is ErrEmpty, unless the module has IP sources (sourced), whose
+// ranges may be all it trusts.
+func Build(tokens []string, sourced bool, logger *zap.Logger) (*Set, error) {
 	s, warnings, err := Parse(tokens)
 	if err != nil {
 		return nil, err
 	}
-	if s.Empty() {
+	if s.Empty() && !sourced {
 		return nil, ErrEmpty
 	}
 	for _, w := range warnings {

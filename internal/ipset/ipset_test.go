@@ -208,13 +208,17 @@ func TestAgainstLinearScan(t *testing.T) {
 
 func TestBuild(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
-	if _, err := Build([]string{"", " , "}, zap.New(core)); !errors.Is(err, ErrEmpty) {
+	if _, err := Build([]string{"", " , "}, false, zap.New(core)); !errors.Is(err, ErrEmpty) {
 		t.Errorf("empty list: %v", err)
 	}
-	if _, err := Build([]string{"10.0.0.1", "x"}, zap.New(core)); err == nil || !strings.Contains(err.Error(), "got 'x'") {
+	// With IP sources, an empty list is the start of a set they fill.
+	if s, err := Build(nil, true, zap.New(core)); err != nil || s == nil || !s.Empty() {
+		t.Errorf("empty list with sources: %v %v", s, err)
+	}
+	if _, err := Build([]string{"10.0.0.1", "x"}, true, zap.New(core)); err == nil || !strings.Contains(err.Error(), "got 'x'") {
 		t.Errorf("bad entry: %v", err)
 	}
-	s, err := Build([]string{"10.9.9.9/8"}, zap.New(core))
+	s, err := Build([]string{"10.9.9.9/8"}, false, zap.New(core))
 	if err != nil || !s.Contains(netip.MustParseAddr("10.1.1.1")) {
 		t.Fatalf("%v %v", s, err)
 	}

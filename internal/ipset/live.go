@@ -113,9 +113,22 @@ func (l *Live) refresh() bool {
 	return true
 }
 
-// LoadSources loads the http.ip_sources modules of a module's field (a
-// []json.RawMessage with caddy:"namespace=http.ip_sources inline_key=source").
-func LoadSources(ctx caddy.Context, module any, field string) ([]caddyhttp.IPRangeSource, error) {
+// WithSources is a module's trusted set when it has IP sources: it loads
+// the http.ip_sources modules of the module's field (a []json.RawMessage
+// with caddy:"namespace=http.ip_sources inline_key=source"), builds the
+// union with static, and keeps it current until ctx is done.
+func WithSources(ctx caddy.Context, module any, field string, static *Set, logger *zap.Logger) (*Live, error) {
+	sources, err := loadSources(ctx, module, field)
+	if err != nil {
+		return nil, err
+	}
+	l := NewLive(static, sources, logger)
+	go l.Run(ctx, SourcePollInterval)
+	return l, nil
+}
+
+// loadSources loads the http.ip_sources modules of a module's field.
+func loadSources(ctx caddy.Context, module any, field string) ([]caddyhttp.IPRangeSource, error) {
 	mods, err := ctx.LoadModule(module, field)
 	if err != nil {
 		return nil, fmt.Errorf("loading trusted_ips_sources: %w", err)
