@@ -303,3 +303,39 @@ func getUnix(t testing.TB, path string, headers []string) string {
 	}
 	return body
 }
+
+// getWhileIssuing sends the request that newRequest makes through client,
+// again every 100 ms for up to 20 s while it fails: Caddy's internal CA
+// issues a site's certificate (and HTTP/3 comes up with it) just after a
+// config loads. It returns the response, and its body read and closed.
+func getWhileIssuing(t testing.TB, client *http.Client, newRequest func() *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	var resp *http.Response
+	var err error
+	req := newRequest()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err = client.Do(req); err == nil || time.Now().After(deadline) {
+			break
+		}
+		req = newRequest()
+	}
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+// newGet returns a function making a GET of url with the given header
+// lines ("Name: value"), each added in order.
+func newGet(url string, headers ...string) func() *http.Request {
+	return func() *http.Request {
+		req, _ := http.NewRequest("GET", url, nil)
+		for _, h := range headers {
+			name, value, _ := strings.Cut(h, ": ")
+			req.Header.Add(name, value)
+		}
+		return req
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -70,23 +69,7 @@ https://localhost:%[1]d {
 	get := func(src string) (*http.Response, http.Header) {
 		client := h3From(src, "localhost", "")
 		defer client.Transport.(*http3.Transport).Close()
-		var resp *http.Response
-		var err error
-		// The internal CA issues the certificate just after the config
-		// loads, and the UDP listener comes up with it.
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			req, _ := http.NewRequest("GET", url, nil)
-			req.Header.Set("X-Forwarded-For", "198.51.100.31")
-			resp, err = client.Do(req)
-			if err == nil || time.Now().After(deadline) {
-				break
-			}
-		}
-		if err != nil {
-			t.Fatalf("HTTP/3 from %s: %v", src, err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
+		resp, body := getWhileIssuing(t, client, newGet(url, "X-Forwarded-For: 198.51.100.31"))
 		var upstream http.Header
 		if err := json.Unmarshal(body, &upstream); err != nil {
 			t.Fatalf("%v: %s", err, body)
@@ -122,21 +105,7 @@ func TestREADMEHTTP3(t *testing.T) {
 	c.loadCaddyfile(block)
 	client := h3From("127.0.0.1", "app.example.com", fmt.Sprintf("127.0.0.1:%d", port))
 	defer client.Transport.(*http3.Transport).Close()
-	var resp *http.Response
-	var err error
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		req, _ := http.NewRequest("GET", "https://app.example.com/", nil)
-		req.Header.Set("X-Forwarded-For", "198.51.100.32, 10.0.0.7")
-		resp, err = client.Do(req)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("HTTP/3: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	resp, body := getWhileIssuing(t, client, newGet("https://app.example.com/", "X-Forwarded-For: 198.51.100.32, 10.0.0.7"))
 	var upstream http.Header
 	if err := json.Unmarshal(body, &upstream); err != nil {
 		t.Fatalf("%v: %s", err, body)

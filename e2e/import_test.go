@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -49,20 +48,8 @@ func tlsUpstreamHeaders(t *testing.T, addr string, header []byte) http.Header {
 	t.Helper()
 	tr := &http.Transport{DialContext: proxyDialer(addr, header), TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "shop.example"}}
 	defer tr.CloseIdleConnections()
-	var resp *http.Response
-	var err error
 	// The internal CA issues the on-demand certificate on first handshake.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err = (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://shop.example/")
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("%s: %v", addr, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	_, body := getWhileIssuing(t, &http.Client{Transport: tr, Timeout: 10 * time.Second}, newGet("https://shop.example/"))
 	var h http.Header
 	if err := json.Unmarshal(body, &h); err != nil {
 		t.Fatalf("%v: %s", err, body)

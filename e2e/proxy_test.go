@@ -307,21 +307,7 @@ https://localhost:%[1]d {
 		if !h2 {
 			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 		}
-		// The internal CA issues the certificate in the background just
-		// after the config loads.
-		var resp *http.Response
-		var err error
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			resp, err = (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(fmt.Sprintf("https://localhost:%d/", port))
-			if err == nil || time.Now().After(deadline) {
-				break
-			}
-		}
-		if err != nil {
-			t.Fatalf("h2=%v: %v", h2, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_, b := getWhileIssuing(t, &http.Client{Transport: tr, Timeout: 10 * time.Second}, newGet(fmt.Sprintf("https://localhost:%d/", port)))
 		f := fields(string(b))
 		wantProto := map[bool]string{false: "HTTP/1.1", true: "HTTP/2.0"}[h2]
 		if f["client"] != "203.0.113.9" || f["vpce"] != "vpce-0123456789abcdef0" || f["proto"] != wantProto {

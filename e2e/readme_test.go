@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -68,20 +67,7 @@ func TestREADMEEKSCaddyfile(t *testing.T) {
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "app.example.com"},
 	}
 	defer tr.CloseIdleConnections()
-	var resp *http.Response
-	var err error
-	// The internal CA issues the certificate just after the config loads.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err = (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://app.example.com/")
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("HTTPS through the NLB: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, body := getWhileIssuing(t, &http.Client{Transport: tr, Timeout: 10 * time.Second}, newGet("https://app.example.com/"))
 	var upstream http.Header
 	if err := json.Unmarshal(body, &upstream); err != nil {
 		t.Fatalf("%v: %s", err, body)

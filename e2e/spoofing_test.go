@@ -225,23 +225,8 @@ http://:%[7]d {
 		{"HTTP/2 over TLS with forged XFF", h2, "https://localhost/"},
 	} {
 		id := fmt.Sprintf("spoof-h2-%d", i)
-		var resp *http.Response
-		var err error
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			req, _ := http.NewRequest("GET", v.url+id, nil)
-			req.Header.Set("X-Test-Id", id)
-			req.Header.Add("X-Forwarded-For", forgedV4)
-			req.Header.Add("x-forwarded-for", forgedV4+", 127.0.0.1")
-			resp, err = (&http.Client{Transport: v.rt, Timeout: 10 * time.Second}).Do(req)
-			if err == nil || time.Now().After(deadline) {
-				break
-			}
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", v.name, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, body := getWhileIssuing(t, &http.Client{Transport: v.rt, Timeout: 10 * time.Second},
+			newGet(v.url+id, "X-Test-Id: "+id, "X-Forwarded-For: "+forgedV4, "x-forwarded-for: "+forgedV4+", 127.0.0.1"))
 		if resp.ProtoMajor != 2 {
 			t.Errorf("%s: spoken over %s", v.name, resp.Proto)
 		}

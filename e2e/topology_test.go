@@ -499,22 +499,7 @@ func TestTopologyKubernetes(t *testing.T) {
 			}
 			client := httpClientIn(tp.client, topoLBPublic+":443", tr)
 			id := fmt.Sprintf("nlb-tls-h2-%v", h2)
-			var resp *http.Response
-			var err error
-			// The internal CA issues the certificate just after start.
-			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-				req, _ := http.NewRequest("GET", "https://app.example/"+id, nil)
-				req.Header.Set("X-Test-Id", id)
-				resp, err = client.Do(req)
-				if err == nil || time.Now().After(deadline) {
-					break
-				}
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", id, err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := getWhileIssuing(t, client, newGet("https://app.example/"+id, "X-Test-Id: "+id))
 			tr.CloseIdleConnections()
 			if wantProto := map[bool]int{false: 1, true: 2}[h2]; resp.ProtoMajor != wantProto {
 				t.Errorf("%s: %s", id, resp.Proto)
