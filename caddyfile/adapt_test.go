@@ -9,11 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/caddy-realip/realip"
+	"github.com/caddy-realip/realip/internal/configtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden JSON files in testdata/caddyfile/adapt")
@@ -63,24 +63,11 @@ func TestAdaptGolden(t *testing.T) {
 			if !bytes.Equal(pretty.Bytes(), want) {
 				t.Errorf("adapted JSON differs from %s:\n%s", golden, pretty.String())
 			}
-			if err := caddy.Validate(mustConfig(t, out)); err != nil {
+			if err := configtest.Validate(t, out); err != nil {
 				t.Errorf("adapted config does not load: %v", err)
 			}
 		})
 	}
-}
-
-func mustConfig(t *testing.T, js []byte) *caddy.Config {
-	t.Helper()
-	var cfg caddy.Config
-	if err := json.Unmarshal(js, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	// Validation must not bind the admin endpoint, nor write to the
-	// user's storage.
-	cfg.Admin = &caddy.AdminConfig{Disabled: true}
-	cfg.StorageRaw, _ = json.Marshal(map[string]string{"module": "file_system", "root": t.TempDir()})
-	return &cfg
 }
 
 // TestAdaptErrors checks that each bad Caddyfile in
@@ -108,7 +95,7 @@ func TestAdaptErrors(t *testing.T) {
 			if err == nil {
 				// Some errors only show when the modules are provisioned,
 				// as on caddy run or a POST to /load.
-				err = caddy.Validate(mustConfig(t, out))
+				err = configtest.Validate(t, out)
 			}
 			if err == nil {
 				t.Fatalf("no error; adapted to %s", out)

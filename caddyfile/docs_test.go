@@ -17,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-realip/realip/internal/configtest"
 )
 
 // exampleEnv holds the values a documented snippet's environment variables
@@ -150,21 +152,6 @@ func indent(body string) string {
 	return strings.Join(lines, "\n")
 }
 
-// loadConfig provisions a JSON config as caddy run and POST /load do,
-// without binding the admin endpoint and with storage in a temporary
-// folder.
-func loadConfig(t *testing.T, js []byte) error {
-	t.Helper()
-	var cfg caddy.Config
-	if err := json.Unmarshal(js, &cfg); err != nil {
-		return err
-	}
-	cfg.Admin = &caddy.AdminConfig{Disabled: true}
-	storage, _ := json.Marshal(map[string]string{"module": "file_system", "root": t.TempDir()})
-	cfg.StorageRaw = storage
-	return caddy.Validate(&cfg)
-}
-
 // TestDocumentedSnippets adapts every Caddyfile snippet of the README and
 // CONTRIBUTING.md and loads it, and loads every JSON snippet, with the
 // environment variables the snippet names set to example values; so the
@@ -216,7 +203,7 @@ func TestDocumentedSnippets(t *testing.T) {
 					t.Errorf("adapt warning: %s; caddy fmt gives:\n%s", w, caddyfile.Format([]byte(cfg)))
 				}
 			}
-			if err := loadConfig(t, js); err != nil {
+			if err := configtest.Validate(t, js); err != nil {
 				t.Errorf("load: %v\n%s", err, cfg)
 			}
 		})
@@ -246,7 +233,7 @@ func TestExamples(t *testing.T) {
 			for _, w := range warnings {
 				t.Errorf("adapt warning: %s", w)
 			}
-			if err := loadConfig(t, js); err != nil {
+			if err := configtest.Validate(t, js); err != nil {
 				t.Fatalf("load: %v", err)
 			}
 			var cfg struct {

@@ -2,17 +2,16 @@ package command
 
 import (
 	"bytes"
-	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/caddy-realip/realip/caddyfile"
+	"github.com/caddy-realip/realip/internal/configtest"
 	_ "github.com/caddy-realip/realip/listenerwrapper"
 )
 
@@ -42,13 +41,7 @@ func loads(t *testing.T, cf []byte) {
 	if err != nil {
 		t.Fatalf("adapt: %v\n%s", err, cf)
 	}
-	var cfg caddy.Config
-	if err := json.Unmarshal(js, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Admin = &caddy.AdminConfig{Disabled: true}
-	cfg.StorageRaw, _ = json.Marshal(map[string]string{"module": "file_system", "root": t.TempDir()})
-	if err := caddy.Validate(&cfg); err != nil {
+	if err := configtest.Validate(t, js); err != nil {
 		t.Errorf("the generated Caddyfile does not load: %v\n%s", err, cf)
 	}
 }

@@ -5,8 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/standard"
+
+	"github.com/caddy-realip/realip/internal/configtest"
 )
 
 func TestRecursiveJSON(t *testing.T) {
@@ -68,12 +69,7 @@ func TestCheckHeaderName(t *testing.T) {
 // TestJSONConfig loads JSON as the admin API's /load does.
 func TestJSONConfig(t *testing.T) {
 	load := func(handler string) error {
-		cfg := `{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[` + handler + `]}]}}}}}`
-		var c caddy.Config
-		if err := json.Unmarshal([]byte(cfg), &c); err != nil {
-			return err
-		}
-		return caddy.Validate(&c)
+		return configtest.Validate(t, []byte(`{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[`+handler+`]}]}}}}}`))
 	}
 	if err := load(`{"handler":"real_ip","trusted_ips":["10.0.0.0/8"],"real_ip_header":"X-Forwarded-For","real_ip_recursive":"on"}`); err != nil {
 		t.Errorf(`"on": %v`, err)

@@ -2,7 +2,6 @@ package ipsource
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	"github.com/caddyserver/certmagic"
+
+	"github.com/caddy-realip/realip/internal/configtest"
 )
 
 const awsSample = `{
@@ -219,14 +220,10 @@ func osWriteFile(name, data string) error { return os.WriteFile(name, []byte(dat
 
 // Caddy's own trusted_proxies takes the source too.
 func TestPublishedAsCaddyTrustedProxies(t *testing.T) {
-	cfg := fmt.Sprintf(`{"admin":{"disabled":true},"storage":{"module":"file_system","root":%q},"apps":{"http":{"servers":{"s":{
+	cfg := `{"apps":{"http":{"servers":{"s":{
 		"listen":["127.0.0.1:0"],"trusted_proxies":{"source":"published","file":"../testdata/ipsource/cloudflare-ips-v4.txt"},
-		"routes":[{"handle":[{"handler":"static_response","body":"ok"}]}]}}}}}`, t.TempDir())
-	var c caddy.Config
-	if err := json.Unmarshal([]byte(cfg), &c); err != nil {
-		t.Fatal(err)
-	}
-	if err := caddy.Validate(&c); err != nil {
+		"routes":[{"handle":[{"handler":"static_response","body":"ok"}]}]}}}}}`
+	if err := configtest.Validate(t, []byte(cfg)); err != nil {
 		t.Fatalf("trusted_proxies with the published source: %v", err)
 	}
 }

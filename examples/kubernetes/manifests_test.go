@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	_ "github.com/caddy-realip/realip"
+	"github.com/caddy-realip/realip/internal/configtest"
 )
 
 // example is one folder's manifests, decoded.
@@ -121,9 +122,7 @@ func loadCaddyfile(t *testing.T, name string, body []byte) caddyhttp.App {
 			t.Fatal(err)
 		}
 	}
-	cfg.Admin = &caddy.AdminConfig{Disabled: true}
-	cfg.StorageRaw, _ = json.Marshal(map[string]string{"module": "file_system", "root": t.TempDir()})
-	if err := caddy.Validate(&cfg); err != nil {
+	if err := configtest.Validate(t, js); err != nil {
 		t.Errorf("%s does not load: %v", name, err)
 	}
 	return app
