@@ -226,6 +226,17 @@ func (c *caddyProc) loadJSON(apps string) {
 	}
 }
 
+// refuseJSON posts a JSON config whose "apps" are given to /load and fails
+// the test unless Caddy refuses it with an error containing want (the
+// running config then stays).
+func (c *caddyProc) refuseJSON(apps, want string) {
+	c.t.Helper()
+	code, msg := c.post(fmt.Sprintf(`{"admin":{"listen":%q},"apps":%s}`, c.admin, apps), "application/json")
+	if code == 200 || !strings.Contains(msg, want) {
+		c.t.Errorf("want an error containing %q, got %d %s", want, code, msg)
+	}
+}
+
 // dialFrom returns a dialer whose connections leave from the loopback
 // address src (127.0.0.0/8 is all loopback on Linux).
 //
