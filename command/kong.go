@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -140,9 +141,12 @@ func kongListeners(value string) ([]listener, error) {
 			return nil, fmt.Errorf("%s; got an empty entry in '%s'", usage, value)
 		}
 		l := listener{origin: "Kong: " + entry}
-		host, portText, ok := cutHostPort(fields[0])
+		host, portText, splitErr := net.SplitHostPort(fields[0])
+		if host == "*" {
+			host = "0.0.0.0"
+		}
 		port, err := strconv.Atoi(portText)
-		if !ok || err != nil || port < 1 || port > 65535 {
+		if splitErr != nil || host == "" || err != nil || port < 1 || port > 65535 {
 			return nil, fmt.Errorf("%s; got '%s'", usage, entry)
 		}
 		l.port = port
@@ -191,7 +195,7 @@ func kongListeners(value string) ([]listener, error) {
 			l.h2c = true
 		}
 		l.serverLines = keepalive
-		switch addr, err := netip.ParseAddr(strings.Trim(host, "[]")); {
+		switch addr, err := netip.ParseAddr(host); {
 		case err != nil:
 			l.bind = host // a host name
 		case addr.IsUnspecified() && addr.Is4():
@@ -208,22 +212,6 @@ func kongListeners(value string) ([]listener, error) {
 		out = append(out, l)
 	}
 	return out, nil
-}
-
-// cutHostPort splits "host:port", "[v6]:port" and "*:port".
-func cutHostPort(s string) (host, port string, ok bool) {
-	i := strings.LastIndex(s, ":")
-	if i <= 0 {
-		return "", "", false
-	}
-	host, port = s[:i], s[i+1:]
-	if strings.Contains(host, ":") && !(strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")) {
-		return "", "", false
-	}
-	if host == "*" {
-		host = "0.0.0.0"
-	}
-	return host, port, true
 }
 
 // nginxTime turns an nginx time ("30", "30s", "1m") into a Caddy duration.
