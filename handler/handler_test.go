@@ -210,7 +210,7 @@ func BenchmarkRequestSetup(b *testing.B) {
 
 func BenchmarkHandlerXFF5Recursive(b *testing.B) {
 	h := provisioned(b, Handler{TrustedIPs: []string{"10.0.0.0/8", "172.16.0.0/12"}, RealIPHeader: "X-Forwarded-For", RealIPRecursive: true})
-	h.logger = zap.NewNop() // Caddy logs at INFO unless told otherwise: no decision lines
+	h.logger, h.debug = zap.NewNop(), false // Caddy logs at INFO unless told otherwise: no decision lines
 	next := benchRequests("10.0.0.1:34567", benchXFF)
 	w := httptest.NewRecorder()
 	b.ReportAllocs()
@@ -227,7 +227,7 @@ func BenchmarkHandlerXFF5Recursive(b *testing.B) {
 
 func BenchmarkHandlerUntrustedPeer(b *testing.B) {
 	h := provisioned(b, Handler{TrustedIPs: []string{"10.0.0.0/8", "172.16.0.0/12"}, RealIPHeader: "X-Forwarded-For", RealIPRecursive: true})
-	h.logger = zap.NewNop() // Caddy logs at INFO unless told otherwise: no decision lines
+	h.logger, h.debug = zap.NewNop(), false // Caddy logs at INFO unless told otherwise: no decision lines
 	next := benchRequests("192.0.2.1:34567", benchXFF)
 	w := httptest.NewRecorder()
 	b.ReportAllocs()

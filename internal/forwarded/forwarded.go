@@ -52,6 +52,18 @@ func isSep(c byte) bool { return c == ' ' || c == ',' }
 //
 // It does not allocate.
 func ParseEntry(s string) (Entry, bool) {
+	// Most entries are IPv4 addresses, with or without a port: one pass.
+	if a, n, ok := dottedQuad(s); ok {
+		switch {
+		case n == len(s):
+			return Entry{Addr: a}, true
+		case s[n] == ':':
+			if p, ok := parsePort(s[n+1:]); ok {
+				return Entry{Addr: a, Port: p}, true
+			}
+			return Entry{}, false
+		}
+	}
 	if len(s) > 0 && s[0] != '[' && strings.Count(s, ":") != 1 {
 		a, ok := parseAddr(s)
 		return Entry{Addr: a}, ok
@@ -112,6 +124,9 @@ func parseAddr(s string) (netip.Addr, bool) {
 // hottest step. isV4 is false when s has anything but digits and dots, so
 // that the caller can try IPv6.
 func parseIPv4(s string) (a netip.Addr, ok, isV4 bool) {
+	if a, n, ok := dottedQuad(s); ok && n == len(s) {
+		return a, true, true
+	}
 	var b [4]byte
 	field, val, digits := 0, 0, 0
 	bad := false // not a valid IPv4 address, but only digits and dots so far
@@ -144,6 +159,37 @@ func parseIPv4(s string) (a netip.Addr, ok, isV4 bool) {
 	}
 	b[3] = byte(val)
 	return netip.AddrFrom4(b), true, true
+}
+
+// dottedQuad reads a well-formed dotted quad (1-3 digits per field, no
+// leading zeros, each at most 255) at the start of s and returns how many
+// bytes it took. It is the walk's common case; everything else goes the
+// slower way, byte by byte.
+func dottedQuad(s string) (a netip.Addr, n int, ok bool) {
+	var b [4]byte
+	i := 0
+	for field := 0; field < 4; field++ {
+		if field > 0 {
+			if i >= len(s) || s[i] != '.' {
+				return netip.Addr{}, 0, false
+			}
+			i++
+		}
+		start, v := i, 0
+		for i < len(s) && i-start < 3 {
+			d := s[i] - '0'
+			if d > 9 {
+				break
+			}
+			v = v*10 + int(d)
+			i++
+		}
+		if i == start || v > 255 || (i-start > 1 && s[start] == '0') {
+			return netip.Addr{}, 0, false
+		}
+		b[field] = byte(v)
+	}
+	return netip.AddrFrom4(b), i, true
 }
 
 // maybeAddr reports whether s has the characters and shape of an IPv4
