@@ -113,11 +113,16 @@ func wholeConfig(s snippet) (string, error) {
 // publishedURL finds the list URLs of published sources in a Caddyfile.
 var publishedURL = regexp.MustCompile(`((?:published|url)\s+)(https://\S+)`)
 
+// listFile finds the list files of published sources in a Caddyfile.
+var listFile = regexp.MustCompile(`(\bfile\s+)/etc/caddy/\S+`)
+
 // localLists points published sources at a local server that serves the
 // lists of testdata/ipsource (an AWS list for AWS's URL, a Google list for
-// Google's, Cloudflare's text for any other), so the docs' examples load
-// without the internet.
+// Google's, Cloudflare's text for any other), and files under /etc/caddy at
+// Cloudflare's list, so the docs' examples load without the internet.
 func localLists(t *testing.T, cfg string) string {
+	// A list file named in the docs is Cloudflare's IPv4 list here.
+	cfg = listFile.ReplaceAllString(cfg, "${1}../testdata/ipsource/cloudflare-ips-v4.txt")
 	if !publishedURL.MatchString(cfg) {
 		return cfg
 	}

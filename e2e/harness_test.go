@@ -134,6 +134,13 @@ type caddyProc struct {
 // their configs with POST /load, as users of the admin API do.
 func startCaddy(t testing.TB) *caddyProc {
 	t.Helper()
+	return startCaddyWith(t)
+}
+
+// startCaddyWith is startCaddy with a command in front of the binary, such
+// as taskset -c 1 to give Caddy a CPU of its own.
+func startCaddyWith(t testing.TB, prefix ...string) *caddyProc {
+	t.Helper()
 	dir := t.TempDir()
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := fmt.Sprintf(`{"admin":{"listen":%q}}`, admin)
@@ -142,7 +149,8 @@ func startCaddy(t testing.TB) *caddyProc {
 		t.Fatal(err)
 	}
 	c := &caddyProc{t: t, admin: admin, logs: &lockedBuffer{}, dir: dir}
-	c.cmd = exec.Command(caddyBin, "run", "--config", cfgFile)
+	args := append(append(prefix[:len(prefix):len(prefix)], caddyBin), "run", "--config", cfgFile)
+	c.cmd = exec.Command(args[0], args[1:]...)
 	c.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	c.cmd.Stdout = c.logs
 	c.cmd.Stderr = c.logs

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -275,5 +277,40 @@ func TestREADMEBeyondKong(t *testing.T) {
 	h = upstreamHeaders(t, addr, "", "X-Forwarded-For: 192.0.2.66, 203.0.113.7, 10.0.1.5")
 	if got := h.Get("X-Forwarded-For"); got != "203.0.113.7, 10.0.1.5, 127.0.0.1" {
 		t.Errorf("trusted_chain: upstream X-Forwarded-For %q, want 203.0.113.7, 10.0.1.5, 127.0.0.1", got)
+	}
+}
+
+// TestREADMELargeList runs the README's long-list example with 100,000
+// random ranges (and the test's peer) in the file.
+func TestREADMELargeList(t *testing.T) {
+	c := startCaddy(t)
+	up := upstreamEcho(t)
+	client := netip.MustParseAddr("203.0.113.7")
+	var list strings.Builder
+	list.WriteString("# 100,000 random ranges, this test's peer and a proxy range\n127.0.0.1/32\n192.0.2.0/24\n")
+	for _, p := range randomRanges(100000, 3, netip.MustParseAddr("127.0.0.2"), client, netip.MustParseAddr("198.51.100.9")) {
+		list.WriteString(p.String() + "\n")
+	}
+	file := filepath.Join(t.TempDir(), "trusted-ranges.txt")
+	if err := os.WriteFile(file, []byte(list.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	block := readmeBlock(t, "# A long list of trusted ranges, from a file")
+	block = strings.ReplaceAll(block, "/etc/caddy/trusted-ranges.txt", file)
+	block = strings.ReplaceAll(block, "app:8080", up)
+	block = strings.ReplaceAll(block, ":8080 {", fmt.Sprintf(":%d {", port))
+	c.loadCaddyfile(block)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	// The walk passes the listed proxy 192.0.2.44 and stops at the client;
+	// reverse_proxy keeps a trusted peer's X-Forwarded-For and appends the
+	// client.
+	h := upstreamHeaders(t, addr, "", "X-Forwarded-For: 198.51.100.9, 203.0.113.7, 192.0.2.44")
+	if got, want := h.Get("X-Forwarded-For"), "198.51.100.9, 203.0.113.7, 192.0.2.44, 203.0.113.7"; got != want {
+		t.Errorf("listed peer: upstream X-Forwarded-For %q, want %q", got, want)
+	}
+	body, _ := getFrom(t, "127.0.0.2", addr, []string{"X-Forwarded-For: 203.0.113.7"})
+	if !strings.Contains(body, `"X-Forwarded-For":["127.0.0.2"]`) {
+		t.Errorf("unlisted peer: upstream got %s", body)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,45 +42,108 @@ func randomRanges(n int, seed uint64, avoid ...netip.Addr) []netip.Prefix {
 	return out
 }
 
+// wrkRun is what one wrk run measured.
+type wrkRun struct {
+	rate       float64 // requests per second
+	cpuPerReq  float64 // Caddy's CPU time per request, in µs
+	requests   float64
+	cpuSeconds float64
+}
+
 // wrkRate runs wrk against addr for d with a request carrying the header
-// and returns requests per second.
-func wrkRate(b *testing.B, addr, header string, d time.Duration) float64 {
+// (none when empty). pin, when not empty, is the command that puts wrk on
+// its own CPU; pid is Caddy's, whose CPU time the run's requests are
+// charged with.
+func wrkRate(b *testing.B, pin []string, pid int, addr, header string, d time.Duration) wrkRun {
 	script := filepath.Join(b.TempDir(), "req.lua")
-	lua := fmt.Sprintf("wrk.headers[%q] = %q\n", strings.SplitN(header, ": ", 2)[0], strings.SplitN(header, ": ", 2)[1])
+	lua := ""
+	if name, value, ok := strings.Cut(header, ": "); ok {
+		lua = fmt.Sprintf("wrk.headers[%q] = %q\n", name, value)
+	}
 	if err := os.WriteFile(script, []byte(lua), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	out, err := exec.Command("wrk", "-t1", "-c16", fmt.Sprintf("-d%ds", int(d.Seconds())), "-s", script, "http://"+addr+"/").CombinedOutput()
+	args := append(slices.Clone(pin), "wrk", "-t1", "-c16", fmt.Sprintf("-d%ds", int(d.Seconds())), "-s", script, "http://"+addr+"/")
+	cpuBefore := cpuTime(b, pid)
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	cpu := cpuTime(b, pid) - cpuBefore
 	if err != nil {
 		b.Fatalf("wrk: %v\n%s", err, out)
 	}
-	m := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindSubmatch(out)
-	if m == nil {
+	rate := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindSubmatch(out)
+	count := regexp.MustCompile(`(\d+) requests in`).FindSubmatch(out)
+	if rate == nil || count == nil {
 		b.Fatalf("wrk output: %s", out)
 	}
 	if regexp.MustCompile(`Non-2xx or 3xx responses`).Match(out) {
 		b.Fatalf("wrk saw errors: %s", out)
 	}
-	v, _ := strconv.ParseFloat(string(m[1]), 64)
-	return v
+	var run wrkRun
+	run.rate, _ = strconv.ParseFloat(string(rate[1]), 64)
+	run.requests, _ = strconv.ParseFloat(string(count[1]), 64)
+	run.cpuSeconds = cpu.Seconds()
+	run.cpuPerReq = cpu.Seconds() * 1e6 / run.requests
+	return run
+}
+
+// cpuTime is the time all of a process's threads have spent on a CPU, from
+// the scheduler's own count (/proc/<pid>/task/*/schedstat, in ns): time
+// the machine's hypervisor gave to others is not in it, so a variant's
+// cost per request is steadier than its requests per second.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		b.Fatalf("no schedstat for pid %d: %v", pid, err)
+	}
+	var total time.Duration
+	for _, f := range tasks {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue // a thread that ended
+		}
+		ns, _ := strconv.ParseInt(strings.Fields(string(data))[0], 10, 64)
+		total += time.Duration(ns)
+	}
+	return total
+}
+
+// cpuPins returns the commands that put Caddy and wrk on CPUs of their
+// own, so that the two do not take turns on one core and each variant's
+// rate is the rate of one busy Caddy core; empty on a one-CPU machine or
+// without taskset.
+func cpuPins() (caddy, wrk []string) {
+	if runtime.NumCPU() < 2 {
+		return nil, nil
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return nil, nil
+	}
+	return []string{"taskset", "-c", "1"}, []string{"taskset", "-c", "0"}
 }
 
 // BenchmarkLoadLists measures, with wrk against the built binary, requests
-// per second with a 5-entry X-Forwarded-For from a trusted peer through:
-// no client-IP handling; Caddy's trusted_proxies (+ client_ip_headers,
-// trusted_proxies_strict) and the real_ip handler with 3 ranges; both with
-// 100,000 random ranges more (mixed families and lengths); and real_ip
-// with an AWS-sized list (9,000 ranges) through the published source.
-// Rounds interleave the variants; the medians are reported as requests per
-// second and as ratios to no client-IP handling.
+// per second through: no client-IP handling; a handler that does nothing
+// (Caddy's vars with no vars: what any handler costs); Caddy's
+// trusted_proxies (+ client_ip_headers, trusted_proxies_strict) and the
+// real_ip handler with 3 ranges; both with 100,000 random ranges more
+// (mixed families and lengths); and real_ip with an AWS-sized list (9,000
+// ranges) through the published source. Requests come from a trusted peer
+// with a 5-entry X-Forwarded-For, then with a 1-entry one. Caddy and wrk
+// each have a CPU (taskset); rounds interleave the variants; the medians
+// are reported as requests per second and as ratios to no client-IP
+// handling and to Caddy's trusted_proxies.
 //
-//	go test ./e2e -run '^$' -bench LoadLists -benchtime 1x
+//	go test ./e2e -run '^$' -bench LoadLists -benchtime 1x -v
 func BenchmarkLoadLists(b *testing.B) {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		b.Fatal("wrk is needed: apt-get install -y wrk")
 	}
-	c := startCaddy(b)
-	ports := freePorts(b, 6)
+	caddyPin, wrkPin := cpuPins()
+	if caddyPin == nil {
+		b.Log("one CPU or no taskset: Caddy and wrk share the CPUs, and the figures are noisier")
+	}
+	c := startCaddyWith(b, caddyPin...)
+	ports := freePorts(b, 7)
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
 	avoid := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("203.0.113.7")}
 	base := []string{"127.0.0.1/32", "10.0.0.0/8", "172.16.0.0/12"}
@@ -121,35 +185,53 @@ func BenchmarkLoadLists(b *testing.B) {
 		"real_ip":{"listen":[%q],%s},
 		"builtin_100k":{"listen":[%q],%s},
 		"real_ip_100k":{"listen":[%q],%s},
-		"real_ip_aws":{"listen":[%q],%s}}}}`,
+		"real_ip_aws":{"listen":[%q],%s},
+		"noop":{"listen":[%q],"routes":[{"handle":[{"handler":"vars"},%s]}]}}}}`,
 		addr(0), respond, addr(1), builtin(base), addr(2), realIP(base, ""),
 		addr(3), builtin(big), addr(4), realIP(big, ""),
-		addr(5), realIP(base, fmt.Sprintf(`,"trusted_ips_sources":[{"source":"published","file":%q}]`, awsFile))))
-	names := []string{"none", "caddy_trusted_proxies", "real_ip", "caddy_trusted_proxies_100k", "real_ip_100k", "real_ip_published_aws_9k"}
-	header := "X-Forwarded-For: 203.0.113.7, 198.51.100.1, 10.1.1.1, 172.16.5.5, 10.2.2.2"
-	for i := range names {
-		want := "198.51.100.1"
-		if i == 0 {
-			want = "127.0.0.1"
+		addr(5), realIP(base, fmt.Sprintf(`,"trusted_ips_sources":[{"source":"published","file":%q}]`, awsFile)),
+		addr(6), respond))
+	names := []string{"none", "caddy_trusted_proxies", "real_ip", "caddy_trusted_proxies_100k", "real_ip_100k", "real_ip_published_aws_9k", "do_nothing_handler"}
+	const builtinIndex = 1
+	for _, chain := range []struct{ name, header, client string }{
+		{"5-entry", "X-Forwarded-For: 203.0.113.7, 198.51.100.1, 10.1.1.1, 172.16.5.5, 10.2.2.2", "198.51.100.1"},
+		{"1-entry", "X-Forwarded-For: 203.0.113.7", "203.0.113.7"},
+	} {
+		for i := range names {
+			want := chain.client
+			if names[i] == "none" || names[i] == "do_nothing_handler" {
+				want = "127.0.0.1"
+			}
+			if body, _ := getFrom(b, "127.0.0.1", addr(i), []string{chain.header}); body != want {
+				b.Fatalf("%s: %s answers %q, want %q", chain.name, names[i], body, want)
+			}
 		}
-		if body, _ := getFrom(b, "127.0.0.1", addr(i), []string{header}); body != want {
-			b.Fatalf("%s answers %q, want %q", names[i], body, want)
+		const rounds = 7
+		runs := make([][]wrkRun, len(names))
+		for r := 0; r < rounds; r++ {
+			for k := range names {
+				i := (k + r) % len(names) // a different order each round
+				runs[i] = append(runs[i], wrkRate(b, wrkPin, c.cmd.Process.Pid, addr(i), chain.header, 3*time.Second))
+			}
 		}
-	}
-	const rounds = 5
-	rates := make([][]float64, len(names))
-	for r := 0; r < rounds; r++ {
-		for k := range names {
-			i := (k + r) % len(names) // a different order each round
-			rates[i] = append(rates[i], wrkRate(b, addr(i), header, 3*time.Second))
+		median := func(runs []wrkRun, f func(wrkRun) float64) float64 {
+			v := make([]float64, len(runs))
+			for i, r := range runs {
+				v[i] = f(r)
+			}
+			slices.Sort(v)
+			return v[len(v)/2]
 		}
-	}
-	median := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
-	none := median(rates[0])
-	for i, name := range names {
-		m := median(rates[i])
-		b.Logf("%-28s %8.0f req/s (median of %d), %.3f of no client-IP handling", name, m, rounds, m/none)
-		b.ReportMetric(m, name+"-req/s")
-		b.ReportMetric(m/none, name+"-ratio")
+		rate := func(r wrkRun) float64 { return r.rate }
+		cpu := func(r wrkRun) float64 { return r.cpuPerReq }
+		none, builtin := median(runs[0], rate), median(runs[builtinIndex], rate)
+		noneCPU, builtinCPU := median(runs[0], cpu), median(runs[builtinIndex], cpu)
+		for i, name := range names {
+			m, mc := median(runs[i], rate), median(runs[i], cpu)
+			b.Logf("%s X-Forwarded-For: %-28s %8.0f req/s, %.3f of none, %.3f of Caddy's; CPU %6.2f µs/req, %.3f of none's requests per CPU second, %.3f of Caddy's (medians of %d)",
+				chain.name, name, m, m/none, m/builtin, mc, noneCPU/mc, builtinCPU/mc, rounds)
+			b.ReportMetric(noneCPU/mc, chain.name+"-"+name+"-cpu-ratio")
+			b.ReportMetric(m/none, chain.name+"-"+name+"-ratio")
+		}
 	}
 }
