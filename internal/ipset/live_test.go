@@ -4,7 +4,9 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,4 +121,56 @@ func TestLiveConcurrentSwap(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// A rebuild of 100,000 ranges happens beside the lookups, not in their way:
+// lookups go on, with the old set, while the new one is built, and the new
+// one answers after the swap.
+func TestLiveLookupsGoOnDuringRebuild(t *testing.T) {
+	static, _, _ := Parse([]string{"10.0.0.0/8"})
+	src := &fakeSource{}
+	l := NewLive(static, []caddyhttp.IPRangeSource{src}, nil)
+	big := make([]netip.Prefix, 0, 100000)
+	for _, p := range randomPrefixes(100000, 7) {
+		big = append(big, netip.MustParsePrefix(p))
+	}
+	src.mu.Lock()
+	src.ranges = big
+	src.mu.Unlock()
+
+	var lookups atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if !l.Load().Contains(netip.MustParseAddr("10.0.0.1")) {
+				t.Error("the static entry vanished during the rebuild")
+				return
+			}
+			lookups.Add(1)
+		}
+	}()
+	for lookups.Load() == 0 {
+		runtime.Gosched()
+	}
+	before := lookups.Load()
+	start := time.Now()
+	l.refresh()
+	took := time.Since(start)
+	during := lookups.Load() - before
+	close(stop)
+	<-done
+	if during == 0 {
+		t.Error("no lookup completed while 100,000 ranges were being built")
+	}
+	if !l.Load().Contains(big[len(big)/2].Addr()) {
+		t.Errorf("the rebuilt set does not hold %v", big[len(big)/2])
+	}
+	t.Logf("rebuilt 100,000 ranges in %v; %d lookups answered meanwhile", took, during)
 }
