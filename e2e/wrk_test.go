@@ -128,7 +128,9 @@ func cpuPins() (caddy, wrk []string) {
 // real_ip handler with 3 ranges; both with 100,000 random ranges more
 // (mixed families and lengths); and real_ip with an AWS-sized list (9,000
 // ranges) through the published source. Requests come from a trusted peer
-// with a 5-entry X-Forwarded-For, then with a 1-entry one. Caddy and wrk
+// with a 5-entry X-Forwarded-For, then with a 1-entry one, answered by a
+// do-nothing respond; then, with the 5-entry one, passed by reverse_proxy
+// to a server in the same process that answers at once. Caddy and wrk
 // each have a CPU (taskset); rounds interleave the variants; the medians
 // are reported as requests per second and as ratios to no client-IP
 // handling and to Caddy's trusted_proxies.
@@ -143,7 +145,7 @@ func BenchmarkLoadLists(b *testing.B) {
 		b.Log("one CPU or no taskset: Caddy and wrk share the CPUs, and the figures are noisier")
 	}
 	c := startCaddyWith(b, caddyPin...)
-	ports := freePorts(b, 7)
+	ports := freePorts(b, 8)
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
 	avoid := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("203.0.113.7")}
 	base := []string{"127.0.0.1/32", "10.0.0.0/8", "172.16.0.0/12"}
@@ -172,38 +174,67 @@ func BenchmarkLoadLists(b *testing.B) {
 		b.Fatal(err)
 	}
 	list := func(ranges []string) string { js, _ := json.Marshal(ranges); return string(js) }
-	respond := `{"handler":"static_response","body":"{http.vars.client_ip}"}`
-	builtin := func(ranges []string) string {
-		return fmt.Sprintf(`"trusted_proxies":{"source":"static","ranges":%s},"client_ip_headers":["X-Forwarded-For"],"trusted_proxies_strict":1,"routes":[{"handle":[%s]}]`, list(ranges), respond)
+	// load serves every variant with a terminal handler: a do-nothing
+	// respond, or a reverse_proxy to a server that answers at once.
+	load := func(terminal string) {
+		builtin := func(ranges []string) string {
+			return fmt.Sprintf(`"trusted_proxies":{"source":"static","ranges":%s},"client_ip_headers":["X-Forwarded-For"],"trusted_proxies_strict":1,"routes":[{"handle":[%s]}]`, list(ranges), terminal)
+		}
+		realIP := func(ranges []string, sources string) string {
+			return fmt.Sprintf(`"routes":[{"handle":[{"handler":"real_ip","trusted_ips":%s%s,"real_ip_header":"X-Forwarded-For","real_ip_recursive":true},%s]}]`, list(ranges), sources, terminal)
+		}
+		c.loadJSON(fmt.Sprintf(`{"http":{"servers":{
+			"none":{"listen":[%q],"routes":[{"handle":[%s]}]},
+			"builtin":{"listen":[%q],%s},
+			"real_ip":{"listen":[%q],%s},
+			"builtin_100k":{"listen":[%q],%s},
+			"real_ip_100k":{"listen":[%q],%s},
+			"real_ip_aws":{"listen":[%q],%s},
+			"noop":{"listen":[%q],"routes":[{"handle":[{"handler":"vars"},%s]}]},
+			"upstream":{"listen":[%q],"routes":[{"handle":[{"handler":"static_response","body":"{http.request.header.X-Forwarded-For}"}]}]}}}}`,
+			addr(0), terminal, addr(1), builtin(base), addr(2), realIP(base, ""),
+			addr(3), builtin(big), addr(4), realIP(big, ""),
+			addr(5), realIP(base, fmt.Sprintf(`,"trusted_ips_sources":[{"source":"published","file":%q}]`, awsFile)),
+			addr(6), terminal, addr(7)))
 	}
-	realIP := func(ranges []string, sources string) string {
-		return fmt.Sprintf(`"routes":[{"handle":[{"handler":"real_ip","trusted_ips":%s%s,"real_ip_header":"X-Forwarded-For","real_ip_recursive":true},%s]}]`, list(ranges), sources, respond)
-	}
-	c.loadJSON(fmt.Sprintf(`{"http":{"servers":{
-		"none":{"listen":[%q],"routes":[{"handle":[%s]}]},
-		"builtin":{"listen":[%q],%s},
-		"real_ip":{"listen":[%q],%s},
-		"builtin_100k":{"listen":[%q],%s},
-		"real_ip_100k":{"listen":[%q],%s},
-		"real_ip_aws":{"listen":[%q],%s},
-		"noop":{"listen":[%q],"routes":[{"handle":[{"handler":"vars"},%s]}]}}}}`,
-		addr(0), respond, addr(1), builtin(base), addr(2), realIP(base, ""),
-		addr(3), builtin(big), addr(4), realIP(big, ""),
-		addr(5), realIP(base, fmt.Sprintf(`,"trusted_ips_sources":[{"source":"published","file":%q}]`, awsFile)),
-		addr(6), respond))
 	names := []string{"none", "caddy_trusted_proxies", "real_ip", "caddy_trusted_proxies_100k", "real_ip_100k", "real_ip_published_aws_9k", "do_nothing_handler"}
 	const builtinIndex = 1
-	for _, chain := range []struct{ name, header, client string }{
-		{"5-entry", "X-Forwarded-For: 203.0.113.7, 198.51.100.1, 10.1.1.1, 172.16.5.5, 10.2.2.2", "198.51.100.1"},
-		{"1-entry", "X-Forwarded-For: 203.0.113.7", "203.0.113.7"},
-	} {
-		for i := range names {
-			want := chain.client
-			if names[i] == "none" || names[i] == "do_nothing_handler" {
-				want = "127.0.0.1"
+	respond := `{"handler":"static_response","body":"{http.vars.client_ip}"}`
+	proxy := fmt.Sprintf(`{"handler":"reverse_proxy","upstreams":[{"dial":%q}]}`, addr(7))
+	const xff5 = "X-Forwarded-For: 203.0.113.7, 198.51.100.1, 10.1.1.1, 172.16.5.5, 10.2.2.2"
+	for _, scenario := range []struct {
+		name, terminal, header string
+		answer                 func(variant string) string // what the variant answers
+	}{
+		{"respond, 5-entry X-Forwarded-For", respond, xff5, func(v string) string {
+			if v == "none" || v == "do_nothing_handler" {
+				return "127.0.0.1"
 			}
-			if body, _ := getFrom(b, "127.0.0.1", addr(i), []string{chain.header}); body != want {
-				b.Fatalf("%s: %s answers %q, want %q", chain.name, names[i], body, want)
+			return "198.51.100.1"
+		}},
+		{"respond, 1-entry X-Forwarded-For", respond, "X-Forwarded-For: 203.0.113.7", func(v string) string {
+			if v == "none" || v == "do_nothing_handler" {
+				return "127.0.0.1"
+			}
+			return "203.0.113.7"
+		}},
+		// Behind reverse_proxy the upstream sees X-Forwarded-For: Caddy
+		// replaces an untrusted peer's and appends the request's
+		// RemoteAddr to a trusted one's; only real_ip changes RemoteAddr.
+		{"reverse_proxy, 5-entry X-Forwarded-For", proxy, xff5, func(v string) string {
+			switch v {
+			case "none", "do_nothing_handler":
+				return "127.0.0.1"
+			case "caddy_trusted_proxies", "caddy_trusted_proxies_100k":
+				return strings.TrimPrefix(xff5, "X-Forwarded-For: ") + ", 127.0.0.1"
+			}
+			return strings.TrimPrefix(xff5, "X-Forwarded-For: ") + ", 198.51.100.1"
+		}},
+	} {
+		load(scenario.terminal)
+		for i := range names {
+			if body, _ := getFrom(b, "127.0.0.1", addr(i), []string{scenario.header}); body != scenario.answer(names[i]) {
+				b.Fatalf("%s: %s answers %q, want %q", scenario.name, names[i], body, scenario.answer(names[i]))
 			}
 		}
 		const rounds = 7
@@ -211,7 +242,7 @@ func BenchmarkLoadLists(b *testing.B) {
 		for r := 0; r < rounds; r++ {
 			for k := range names {
 				i := (k + r) % len(names) // a different order each round
-				runs[i] = append(runs[i], wrkRate(b, wrkPin, c.cmd.Process.Pid, addr(i), chain.header, 3*time.Second))
+				runs[i] = append(runs[i], wrkRate(b, wrkPin, c.cmd.Process.Pid, addr(i), scenario.header, 3*time.Second))
 			}
 		}
 		median := func(runs []wrkRun, f func(wrkRun) float64) float64 {
@@ -228,10 +259,11 @@ func BenchmarkLoadLists(b *testing.B) {
 		noneCPU, builtinCPU := median(runs[0], cpu), median(runs[builtinIndex], cpu)
 		for i, name := range names {
 			m, mc := median(runs[i], rate), median(runs[i], cpu)
-			b.Logf("%s X-Forwarded-For: %-28s %8.0f req/s, %.3f of none, %.3f of Caddy's; CPU %6.2f µs/req, %.3f of none's requests per CPU second, %.3f of Caddy's (medians of %d)",
-				chain.name, name, m, m/none, m/builtin, mc, noneCPU/mc, builtinCPU/mc, rounds)
-			b.ReportMetric(noneCPU/mc, chain.name+"-"+name+"-cpu-ratio")
-			b.ReportMetric(m/none, chain.name+"-"+name+"-ratio")
+			b.Logf("%s: %-28s %8.0f req/s, %.3f of none, %.3f of Caddy's; CPU %6.2f µs/req, %.3f of none's requests per CPU second, %.3f of Caddy's (medians of %d)",
+				scenario.name, name, m, m/none, m/builtin, mc, noneCPU/mc, builtinCPU/mc, rounds)
+			key := strings.NewReplacer(", ", "-", " ", "_").Replace(scenario.name) + "-" + name
+			b.ReportMetric(noneCPU/mc, key+"-cpu-ratio")
+			b.ReportMetric(m/none, key+"-ratio")
 		}
 	}
 }
