@@ -86,6 +86,26 @@ func TestLiveUnionAndSwap(t *testing.T) {
 	<-done
 }
 
+// lookUntil looks up an address of the static entries until stop is
+// closed, counting the lookups in n (when not nil); the address must be
+// trusted at every moment.
+func lookUntil(t *testing.T, l *Live, stop <-chan struct{}, n *atomic.Int64) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if !l.Load().Contains(netip.MustParseAddr("10.0.0.1")) {
+			t.Error("the static entry vanished while the set was rebuilt")
+			return
+		}
+		if n != nil {
+			n.Add(1)
+		}
+	}
+}
+
 // Lookups go on, without a data race, while the set is swapped.
 func TestLiveConcurrentSwap(t *testing.T) {
 	static, _, _ := Parse([]string{"10.0.0.0/8"})
@@ -98,17 +118,7 @@ func TestLiveConcurrentSwap(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if !l.Load().Contains(netip.MustParseAddr("10.0.0.1")) {
-					t.Error("the static entry vanished during a swap")
-					return
-				}
-			}
+			lookUntil(t, l, stop, nil)
 		}()
 	}
 	for i := 0; i < 200; i++ {
@@ -143,18 +153,7 @@ func TestLiveLookupsGoOnDuringRebuild(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if !l.Load().Contains(netip.MustParseAddr("10.0.0.1")) {
-				t.Error("the static entry vanished during the rebuild")
-				return
-			}
-			lookups.Add(1)
-		}
+		lookUntil(t, l, stop, &lookups)
 	}()
 	for lookups.Load() == 0 {
 		runtime.Gosched()
