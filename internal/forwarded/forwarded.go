@@ -119,46 +119,15 @@ func parseAddr(s string) (netip.Addr, bool) {
 }
 
 // parseIPv4 reads a dotted-quad IPv4 address (no leading zeros, as
-// netip.ParseAddr), in one pass and without netip's error allocation: most
-// entries of a forwarding header are IPv4 addresses, and this is the walk's
-// hottest step. isV4 is false when s has anything but digits and dots, so
-// that the caller can try IPv6.
+// netip.ParseAddr) without netip's error allocation: most entries of a
+// forwarding header are IPv4 addresses, and this is the walk's hottest
+// step. isV4 is false when s has anything but digits and dots, so that the
+// caller can try IPv6.
 func parseIPv4(s string) (a netip.Addr, ok, isV4 bool) {
 	if a, n, ok := dottedQuad(s); ok && n == len(s) {
 		return a, true, true
 	}
-	var b [4]byte
-	field, val, digits := 0, 0, 0
-	bad := false // not a valid IPv4 address, but only digits and dots so far
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-			if digits == 1 && val == 0 {
-				bad = true // a leading zero
-			}
-			val = val*10 + int(c-'0')
-			digits++
-			if val > 255 {
-				bad, val = true, 0
-			}
-		case c == '.':
-			if digits == 0 || field == 3 {
-				bad = true
-			} else {
-				b[field] = byte(val)
-				field++
-			}
-			val, digits = 0, 0
-		default:
-			return netip.Addr{}, false, false
-		}
-	}
-	if bad || field != 3 || digits == 0 {
-		return netip.Addr{}, false, true
-	}
-	b[3] = byte(val)
-	return netip.AddrFrom4(b), true, true
+	return netip.Addr{}, false, allDigitsAndDots(s)
 }
 
 // dottedQuad reads a well-formed dotted quad (1-3 digits per field, no
