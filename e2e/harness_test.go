@@ -181,6 +181,20 @@ func startCaddyWith(t testing.TB, prefix ...string) *caddyProc {
 	}
 }
 
+// waitLogged reports whether Caddy's output holds text, waiting up to 5 s
+// for it: a line reaches the test through a pipe a moment after Caddy
+// writes it, and may come after the response to the request that caused it.
+func (c *caddyProc) waitLogged(text string) bool {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(c.logs.String(), text) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // post sends a config to /load and returns the status and body. A load
 // restarts the admin endpoint a moment after it answers, so a connection
 // that is refused or reset is retried for a while; every test config loads

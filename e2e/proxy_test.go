@@ -77,7 +77,7 @@ func TestProxyVectorsTrustedAndUntrusted(t *testing.T) {
 	if int(refused) != observedCloses {
 		t.Errorf("%v refusals counted, %d connections closed", refused, observedCloses)
 	}
-	if n := strings.Count(c.logs.String(), `"msg":"malformed PROXY header"`); n < 1 {
+	if !c.waitLogged(`"msg":"malformed PROXY header"`) {
 		t.Errorf("no malformed header logged")
 	}
 	if !strings.Contains(c.logs.String(), `"peer":"127.0.0.1:`) || !strings.Contains(c.logs.String(), `"reason":"`) {

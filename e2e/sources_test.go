@@ -148,7 +148,7 @@ func TestPublishedRangesLive(t *testing.T) {
 	if got, _ := ask(fmt.Sprintf("127.0.0.1:%d", ports[2])); got != "127.0.0.3" {
 		t.Errorf("second replica: %q, want the stored list's decision", got)
 	}
-	if !strings.Contains(b.logs.String(), "using the last good list from storage") {
+	if !b.waitLogged("using the last good list from storage") {
 		t.Errorf("the second replica does not say it used the stored list")
 	}
 
