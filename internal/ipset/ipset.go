@@ -128,6 +128,15 @@ func FromPrefixes(prefixes []netip.Prefix, unix bool) *Set {
 	return s
 }
 
+// unmapPrefix gives an IPv4-mapped IPv6 prefix (::ffff:10.0.0.0/104) its
+// IPv4 form, so that it matches the same peers as the IPv4 entry would.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p
+}
+
 // parseEntry reads one address or CIDR. An IPv4-mapped IPv6 entry
 // (::ffff:10.0.0.0/104) is stored as its IPv4 equivalent, so it matches the
 // same peers as the IPv4 form.
@@ -137,9 +146,7 @@ func parseEntry(entry string) (netip.Prefix, bool, error) {
 		if err != nil || p.Addr().Zone() != "" {
 			return netip.Prefix{}, false, &Error{Entry: entry}
 		}
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
+		p = unmapPrefix(p)
 		m := p.Masked()
 		return m, m != p, nil
 	}

@@ -98,10 +98,7 @@ func (l *Live) refresh() bool {
 			if !p.IsValid() {
 				continue
 			}
-			if p.Addr().Is4In6() && p.Bits() >= 96 {
-				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-			}
-			prefixes = append(prefixes, p.Masked())
+			prefixes = append(prefixes, unmapPrefix(p).Masked())
 		}
 	}
 	s := FromPrefixes(prefixes, l.static.unix)
