@@ -84,24 +84,25 @@ func (ex *Explanation) String() string {
 		fmt.Fprintf(&b, "peer: %s is not in trusted_ips: its headers are not read\n", ex.Peer)
 	} else {
 		fmt.Fprintf(&b, "peer: %s is in trusted_ips: its %s header is read\n", ex.Peer, ex.Header)
-		switch {
-		case len(ex.Lines) == 0:
+		if len(ex.Lines) == 0 {
 			fmt.Fprintf(&b, "no %s header: nothing to read\n", ex.Header)
-		default:
-			for i, l := range ex.Lines {
-				fmt.Fprintf(&b, "line %d: %q\n", i+1, l)
-			}
+		}
+		for i, l := range ex.Lines {
+			fmt.Fprintf(&b, "line %d: %q\n", i+1, l)
 		}
 		for _, s := range ex.Steps {
 			token := s.Token
 			if token == "" {
 				token = `""`
 			}
+			// Without recursion the verdict does not say whether the
+			// right-most entry is trusted; the line does.
 			trust := ""
-			if s.Parsed && !s.Trusted && s.Verdict == VerdictRightmost {
+			if s.Parsed && s.Verdict == VerdictRightmost {
 				trust = " (not trusted)"
-			} else if s.Parsed && s.Trusted && s.Verdict == VerdictRightmost {
-				trust = " (trusted)"
+				if s.Trusted {
+					trust = " (trusted)"
+				}
 			}
 			fmt.Fprintf(&b, "  line %d, %s%s: %s\n", s.Line+1, token, trust, s.Verdict)
 		}

@@ -274,11 +274,9 @@ func (h *Handler) decide(res *result, header http.Header, trace *[]Step) {
 	}
 	var e forwarded.Entry
 	var found bool
-	c := h.chain
-	c.trusted = set
 	switch h.mode {
 	case modeXFF, modeForwarded, modeSingle:
-		e, found = c.walk(h.lines(header), trace)
+		e, found = h.walk(set, header, trace)
 	case modeProxyProtocol:
 		if res.conn != nil && res.conn.Source.IsValid() {
 			e, found = forwarded.Entry{Addr: res.conn.Source.Addr(), Port: res.conn.Source.Port()}, true
@@ -296,6 +294,14 @@ func (h *Handler) decide(res *result, header http.Header, trace *[]Step) {
 		// is trusted (Kong believes them whenever the balancer is).
 		res.headersTrusted = set.Contains(res.client.Addr())
 	}
+}
+
+// walk walks the handler's header with a trusted set: the decision's, and
+// again for {http.real_ip.trusted_chain} with the set the decision used.
+func (h *Handler) walk(set *ipset.Set, header http.Header, trace *[]Step) (forwarded.Entry, bool) {
+	c := h.chain
+	c.trusted = set
+	return c.walk(h.lines(header), trace)
 }
 
 // lines returns the lines of its header the handler reads: every line for

@@ -203,9 +203,7 @@ func (res result) trustedChain() string {
 		parts = append(parts, res.client.Addr().String())
 	case res.source == sourceHeader && res.h != nil && res.req != nil:
 		var steps []Step
-		c := res.h.chain
-		c.trusted = res.set
-		c.walk(res.h.lines(res.req.Header), &steps)
+		res.h.walk(res.set, res.req.Header, &steps)
 		for i := len(steps) - 1; i >= 0; i-- {
 			if steps[i].Parsed {
 				parts = append(parts, steps[i].Addr.Unmap().String())

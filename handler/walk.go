@@ -111,7 +111,7 @@ type walker struct {
 // offer gives the walker the next entry to the left (ok: it parsed) and
 // reports whether the walk is over.
 func (w *walker) offer(line int, token string, e forwarded.Entry, ok bool) bool {
-	if w.found && w.taken > w.hops && !w.trusted.Contains(w.cur.Addr) {
+	if w.found && w.curIsClient() {
 		w.verdict(VerdictClient)
 		return true
 	}
@@ -139,6 +139,12 @@ func (w *walker) offer(line int, token string, e forwarded.Entry, ok bool) bool 
 	return false
 }
 
+// curIsClient reports whether the last entry taken ends a recursive walk:
+// it is past the trusted hops and not trusted.
+func (w *walker) curIsClient() bool {
+	return w.taken > w.hops && !w.trusted.Contains(w.cur.Addr)
+}
+
 // stop records an entry (or line) that ends the walk without being taken.
 func (w *walker) stop(line int, token string, verdict string) {
 	if w.trace != nil {
@@ -152,7 +158,7 @@ func (w *walker) end() {
 	if !w.found {
 		return
 	}
-	if w.taken > w.hops && !w.trusted.Contains(w.cur.Addr) {
+	if w.curIsClient() {
 		w.verdict(VerdictClient)
 		return
 	}
