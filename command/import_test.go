@@ -52,13 +52,13 @@ func expectedError(data []byte) (string, bool) {
 	return strings.CutPrefix(first, "# error: ")
 }
 
-// TestImportKongGolden runs each testdata/import/kong/*.env (KONG_*
-// variables; CONF names a kong.conf beside it, UPSTREAM the --upstream)
-// and compares the Caddyfile with the .caddyfile beside it, which must
-// adapt and load; or, for "# error:" cases, checks the error.
-func TestImportKongGolden(t *testing.T) {
-	files, _ := filepath.Glob("../testdata/import/kong/*.env")
-	if len(files) < 8 {
+// goldenCases runs each file matching pattern (at least min of them) as a
+// subtest: plan turns its contents into a Caddyfile, which must equal the
+// .caddyfile beside it and load; or, when the file's first line is
+// "# error: <text>", plan must fail with an error that contains the text.
+func goldenCases(t *testing.T, pattern string, min int, plan func(file string, data []byte) ([]byte, error)) {
+	files, _ := filepath.Glob(pattern)
+	if len(files) < min {
 		t.Fatalf("only %d cases", len(files))
 	}
 	for _, file := range files {
@@ -67,26 +67,7 @@ func TestImportKongGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			env := map[string]string{}
-			for _, line := range strings.Split(string(data), "\n") {
-				if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
-					env[k] = v
-				}
-			}
-			conf := map[string]string{}
-			confName := ""
-			if name := env["CONF"]; name != "" {
-				confName = "kong.conf"
-				f, err := os.Open(filepath.Join(filepath.Dir(file), name))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer f.Close()
-				if conf, err = readKongConf(f); err != nil {
-					t.Fatal(err)
-				}
-			}
-			p, err := kongPlan(func(k string) string { return env[k] }, conf, confName)
+			out, err := plan(file, data)
 			if want, isErr := expectedError(data); isErr {
 				if err == nil || !strings.Contains(err.Error(), strings.TrimSpace(want)) {
 					t.Fatalf("error %v\nwant %q", err, want)
@@ -96,46 +77,58 @@ func TestImportKongGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.upstream = env["UPSTREAM"]; p.upstream != "" && len(p.trustedIPs) > 0 {
-				p.headerUp, p.dropPrefix = kongUpstreamHeaders, true
-			}
-			out := p.caddyfile()
-			golden(t, strings.TrimSuffix(file, ".env")+".caddyfile", out)
+			golden(t, strings.TrimSuffix(file, filepath.Ext(file))+".caddyfile", out)
 			loads(t, out)
 		})
 	}
+}
+
+// TestImportKongGolden runs each testdata/import/kong/*.env (KONG_*
+// variables; CONF names a kong.conf beside it, UPSTREAM the --upstream).
+func TestImportKongGolden(t *testing.T) {
+	goldenCases(t, "../testdata/import/kong/*.env", 8, func(file string, data []byte) ([]byte, error) {
+		env := map[string]string{}
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+				env[k] = v
+			}
+		}
+		conf := map[string]string{}
+		confName := ""
+		if name := env["CONF"]; name != "" {
+			confName = "kong.conf"
+			f, err := os.Open(filepath.Join(filepath.Dir(file), name))
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			if conf, err = readKongConf(f); err != nil {
+				return nil, err
+			}
+		}
+		p, err := kongPlan(func(k string) string { return env[k] }, conf, confName)
+		if err != nil {
+			return nil, err
+		}
+		if p.upstream = env["UPSTREAM"]; p.upstream != "" && len(p.trustedIPs) > 0 {
+			p.headerUp, p.dropPrefix = kongUpstreamHeaders, true
+		}
+		return p.caddyfile(), nil
+	})
 }
 
 // TestImportIngressNginxGolden does the same for ConfigMap manifests
 // (testdata/import/ingress-nginx/*.yaml), with the default ports and an
 // upstream.
 func TestImportIngressNginxGolden(t *testing.T) {
-	files, _ := filepath.Glob("../testdata/import/ingress-nginx/*.yaml")
-	if len(files) < 4 {
-		t.Fatalf("only %d cases", len(files))
-	}
-	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := ingressNginxPlan(data, filepath.Base(file), 80, 443)
-			if want, isErr := expectedError(data); isErr {
-				if err == nil || !strings.Contains(err.Error(), want) {
-					t.Fatalf("error %v\nwant %q", err, want)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.upstream = "http://127.0.0.1:9000"
-			out := p.caddyfile()
-			golden(t, strings.TrimSuffix(file, ".yaml")+".caddyfile", out)
-			loads(t, out)
-		})
-	}
+	goldenCases(t, "../testdata/import/ingress-nginx/*.yaml", 4, func(file string, data []byte) ([]byte, error) {
+		p, err := ingressNginxPlan(data, filepath.Base(file), 80, 443)
+		if err != nil {
+			return nil, err
+		}
+		p.upstream = "http://127.0.0.1:9000"
+		return p.caddyfile(), nil
+	})
 }
 
 func TestReadKongConf(t *testing.T) {
