@@ -209,16 +209,20 @@ func TestREADMEConnPlaceholders(t *testing.T) {
 }
 
 // readmeSite loads a README block that is a whole Caddyfile for one ":8080"
-// site: the port moved to a free one, "app:8080" to the echo upstream, and
-// 127.0.0.1 (the test's peer) added to 10.0.0.0/8 in trusted_ips. It
-// returns the site's address.
+// site (see loadSite), with 127.0.0.1 (the test's peer) added to
+// 10.0.0.0/8 in trusted_ips. It returns the site's address.
 func readmeSite(t *testing.T, c *caddyProc, marker, upstream string) string {
 	t.Helper()
+	return loadSite(t, c, strings.ReplaceAll(readmeBlock(t, marker), "10.0.0.0/8", "127.0.0.1 10.0.0.0/8"), upstream)
+}
+
+// loadSite loads a Caddyfile for one ":8080" site with the port moved to a
+// free one and "app:8080" to the upstream, and returns the site's address.
+func loadSite(t *testing.T, c *caddyProc, block, upstream string) string {
+	t.Helper()
 	port := freePort(t)
-	block := readmeBlock(t, marker)
 	block = strings.ReplaceAll(block, "app:8080", upstream)
 	block = strings.ReplaceAll(block, ":8080 {", fmt.Sprintf(":%d {", port))
-	block = strings.ReplaceAll(block, "10.0.0.0/8", "127.0.0.1 10.0.0.0/8")
 	c.loadCaddyfile(block)
 	return fmt.Sprintf("127.0.0.1:%d", port)
 }
@@ -258,13 +262,7 @@ func TestREADMEBeyondKong(t *testing.T) {
 		fmt.Fprint(w, "173.245.48.0/20\n127.0.0.1/32\n")
 	}))
 	defer lists.Close()
-	port := freePort(t)
-	block := readmeBlock(t, "# Cloudflare's ranges, kept current")
-	block = strings.ReplaceAll(block, "https://www.cloudflare.com", lists.URL)
-	block = strings.ReplaceAll(block, "app:8080", up)
-	block = strings.ReplaceAll(block, ":8080 {", fmt.Sprintf(":%d {", port))
-	c.loadCaddyfile(block)
-	addr = fmt.Sprintf("127.0.0.1:%d", port)
+	addr = loadSite(t, c, strings.ReplaceAll(readmeBlock(t, "# Cloudflare's ranges, kept current"), "https://www.cloudflare.com", lists.URL), up)
 	if h := upstreamHeaders(t, addr, "", "CF-Connecting-IP: 198.51.100.44"); h.Get("X-Forwarded-For") != "198.51.100.44" {
 		t.Errorf("Cloudflare ranges: upstream got %v", h)
 	}
@@ -295,13 +293,7 @@ func TestREADMELargeList(t *testing.T) {
 	if err := os.WriteFile(file, []byte(list.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
-	block := readmeBlock(t, "# A long list of trusted ranges, from a file")
-	block = strings.ReplaceAll(block, "/etc/caddy/trusted-ranges.txt", file)
-	block = strings.ReplaceAll(block, "app:8080", up)
-	block = strings.ReplaceAll(block, ":8080 {", fmt.Sprintf(":%d {", port))
-	c.loadCaddyfile(block)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := loadSite(t, c, strings.ReplaceAll(readmeBlock(t, "# A long list of trusted ranges, from a file"), "/etc/caddy/trusted-ranges.txt", file), up)
 	// The walk passes the listed proxy 192.0.2.44 and stops at the client;
 	// reverse_proxy keeps a trusted peer's X-Forwarded-For and appends the
 	// client.

@@ -50,11 +50,18 @@ type wrkRun struct {
 	cpuSeconds float64
 }
 
-// wrkRate runs wrk against addr for d with a request carrying the header
+// What runWrk reads in wrk's output.
+var (
+	wrkRate   = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkCount  = regexp.MustCompile(`(\d+) requests in`)
+	wrkErrors = regexp.MustCompile(`Non-2xx or 3xx responses`)
+)
+
+// runWrk runs wrk against addr for d with a request carrying the header
 // (none when empty). pin, when not empty, is the command that puts wrk on
 // its own CPU; pid is Caddy's, whose CPU time the run's requests are
 // charged with.
-func wrkRate(b *testing.B, pin []string, pid int, addr, header string, d time.Duration) wrkRun {
+func runWrk(b *testing.B, pin []string, pid int, addr, header string, d time.Duration) wrkRun {
 	script := filepath.Join(b.TempDir(), "req.lua")
 	lua := ""
 	if name, value, ok := strings.Cut(header, ": "); ok {
@@ -70,12 +77,12 @@ func wrkRate(b *testing.B, pin []string, pid int, addr, header string, d time.Du
 	if err != nil {
 		b.Fatalf("wrk: %v\n%s", err, out)
 	}
-	rate := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindSubmatch(out)
-	count := regexp.MustCompile(`(\d+) requests in`).FindSubmatch(out)
+	rate := wrkRate.FindSubmatch(out)
+	count := wrkCount.FindSubmatch(out)
 	if rate == nil || count == nil {
 		b.Fatalf("wrk output: %s", out)
 	}
-	if regexp.MustCompile(`Non-2xx or 3xx responses`).Match(out) {
+	if wrkErrors.Match(out) {
 		b.Fatalf("wrk saw errors: %s", out)
 	}
 	var run wrkRun
@@ -202,22 +209,22 @@ func BenchmarkLoadLists(b *testing.B) {
 	respond := `{"handler":"static_response","body":"{http.vars.client_ip}"}`
 	proxy := fmt.Sprintf(`{"handler":"reverse_proxy","upstreams":[{"dial":%q}]}`, addr(7))
 	const xff5 = "X-Forwarded-For: 203.0.113.7, 198.51.100.1, 10.1.1.1, 172.16.5.5, 10.2.2.2"
+	// respondAnswer is what respond answers: the peer without client-IP
+	// handling, else the client.
+	respondAnswer := func(client string) func(variant string) string {
+		return func(v string) string {
+			if v == "none" || v == "do_nothing_handler" {
+				return "127.0.0.1"
+			}
+			return client
+		}
+	}
 	for _, scenario := range []struct {
 		name, terminal, header string
 		answer                 func(variant string) string // what the variant answers
 	}{
-		{"respond, 5-entry X-Forwarded-For", respond, xff5, func(v string) string {
-			if v == "none" || v == "do_nothing_handler" {
-				return "127.0.0.1"
-			}
-			return "198.51.100.1"
-		}},
-		{"respond, 1-entry X-Forwarded-For", respond, "X-Forwarded-For: 203.0.113.7", func(v string) string {
-			if v == "none" || v == "do_nothing_handler" {
-				return "127.0.0.1"
-			}
-			return "203.0.113.7"
-		}},
+		{"respond, 5-entry X-Forwarded-For", respond, xff5, respondAnswer("198.51.100.1")},
+		{"respond, 1-entry X-Forwarded-For", respond, "X-Forwarded-For: 203.0.113.7", respondAnswer("203.0.113.7")},
 		// Behind reverse_proxy the upstream sees X-Forwarded-For: Caddy
 		// replaces an untrusted peer's and appends the request's
 		// RemoteAddr to a trusted one's; only real_ip changes RemoteAddr.
@@ -242,7 +249,7 @@ func BenchmarkLoadLists(b *testing.B) {
 		for r := 0; r < rounds; r++ {
 			for k := range names {
 				i := (k + r) % len(names) // a different order each round
-				runs[i] = append(runs[i], wrkRate(b, wrkPin, c.cmd.Process.Pid, addr(i), scenario.header, 3*time.Second))
+				runs[i] = append(runs[i], runWrk(b, wrkPin, c.cmd.Process.Pid, addr(i), scenario.header, 3*time.Second))
 			}
 		}
 		median := func(runs []wrkRun, f func(wrkRun) float64) float64 {
