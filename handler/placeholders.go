@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddy-realip/realip/internal/conninfo"
 	"github.com/caddy-realip/realip/internal/ipset"
+	"github.com/caddy-realip/realip/internal/metrics"
 )
 
 type source uint8
@@ -21,15 +22,9 @@ const (
 	sourceProxyProtocol
 )
 
-func (s source) String() string {
-	switch s {
-	case sourceHeader:
-		return "header"
-	case sourceProxyProtocol:
-		return "proxy_protocol"
-	}
-	return "peer"
-}
+// String is the source's name in placeholders, logs and the requests
+// metric's source label, which counts sources by the same index.
+func (s source) String() string { return metrics.Sources[s] }
 
 // result is what the handler decided for one request. Registered with the
 // request's replacer, it answers the {http.real_ip.*} placeholders lazily,

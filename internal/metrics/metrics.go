@@ -101,7 +101,8 @@ func serverLabel(ctx caddy.Context) string {
 }
 
 // Proxy holds the listener wrapper's counters for one server, looked up
-// once so that counting costs one atomic add.
+// once so that counting a connection costs a small map lookup and one
+// atomic add.
 type Proxy struct {
 	byResult map[string]prometheus.Counter
 	read     prometheus.Observer
@@ -138,7 +139,8 @@ type Requests struct {
 	counters [3][2]prometheus.Counter
 }
 
-// Sources, in the order Requests indexes them.
+// Sources, in the order Requests indexes them: the handler's sources (peer,
+// header, proxy_protocol) by number, and their names everywhere.
 var Sources = [3]string{"peer", "header", "proxy_protocol"}
 
 // ForRequests registers the metrics and returns the handler's counters.
