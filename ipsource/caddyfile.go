@@ -1,6 +1,8 @@
 package ipsource
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	realipcf "github.com/caddy-realip/realip/caddyfile"
@@ -16,6 +18,8 @@ import (
 //	    service  <names...>
 //	    region   <names...>
 //	    interval <duration>
+//	    timeout  <duration>
+//	    max_ranges <n>
 //	}
 func (p *Published) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the module's name
@@ -28,7 +32,7 @@ func (p *Published) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		switch d.Val() {
-		case "url", "file", "format", "interval":
+		case "url", "file", "format", "interval", "timeout", "max_ranges":
 			if err := realipcf.Once(d, seen); err != nil {
 				return err
 			}
@@ -70,8 +74,24 @@ func (p *Published) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			p.Interval = v
+		case "timeout":
+			v, err := realipcf.Duration(d)
+			if err != nil {
+				return err
+			}
+			p.Timeout = v
+		case "max_ranges":
+			v, err := realipcf.OneArg(d)
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return d.Errf("max_ranges takes a positive number of ranges, got '%s'", v)
+			}
+			p.MaxRanges = n
 		default:
-			return d.Errf("unrecognized published option '%s' (want url, file, format, service, region or interval)", d.Val())
+			return d.Errf("unrecognized published option '%s' (want url, file, format, service, region, interval, timeout or max_ranges)", d.Val())
 		}
 	}
 	if p.URL != "" && p.File != "" {

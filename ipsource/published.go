@@ -14,18 +14,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+
+	"github.com/caddy-realip/realip/internal/ipset"
+	"github.com/caddy-realip/realip/internal/metrics"
 )
 
 func init() {
@@ -38,19 +45,30 @@ const (
 	FormatGoogle = "google" // cloud.json / goog.json: prefixes[].ipv4Prefix / ipv6Prefix, with service and scope
 	FormatLines  = "lines"  // one address or CIDR a line; blank lines and # comments ignored
 
-	defaultInterval = time.Hour
-	maxListSize     = 64 << 20
+	defaultInterval  = time.Hour
+	defaultTimeout   = 10 * time.Second
+	defaultMaxRanges = 100_000
+	maxListSize      = 64 << 20
+	maxRedirects     = 10
 )
 
 // Published is a trusted-range source that loads a published list from a
 // URL or a file, refreshes it every Interval, and keeps the last good list
 // in Caddy's storage, so that every replica sharing a storage module starts
-// with it even when the list's server is down. An empty or unparseable
-// download is never trusted: the last good list stays, and the failure is
-// logged. With neither a download nor a stored list at start, the config
+// with it even when the list's server is down.
+//
+// A list is a statement of whom to trust, so a list that would trust too
+// much is refused like one that does not parse: an empty or unparseable
+// list, one whose ranges cover every IPv4 or every IPv6 address (alone or
+// adding up, in any IPv6 form that holds the IPv4 space), or one of more
+// than MaxRanges ranges. The last good list stays, a warning names the
+// source and the reason, and caddy_realip_source_refreshes_total counts it.
+// With neither a good download nor a good stored list at start, the config
 // does not load.
 type Published struct {
 	// Where the list is: an http(s) URL, or a file (exactly one of them).
+	// A URL may redirect only to the same scheme and host; a file must be
+	// a regular file. Either is read up to 64 MiB.
 	URL  string `json:"url,omitempty"`
 	File string `json:"file,omitempty"`
 
@@ -66,11 +84,24 @@ type Published struct {
 	// How often the list is loaded again. Default 1h.
 	Interval caddy.Duration `json:"interval,omitempty"`
 
-	ranges  *atomic.Pointer[[]netip.Prefix]
-	storage certmagic.Storage
-	key     string
-	logger  *zap.Logger
-	client  *http.Client
+	// How long one download may take, body included. Default 10s. A
+	// config load waits for a download only when no list is stored yet,
+	// and then at most this long; with a stored list it starts from that
+	// list and downloads in the background.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// The most ranges a list may have (after the service and region
+	// filters); a longer list is refused. Default 100,000 (AWS's whole
+	// ip-ranges.json has about 9,000).
+	MaxRanges int `json:"max_ranges,omitempty"`
+
+	ranges    *atomic.Pointer[[]netip.Prefix]
+	storage   certmagic.Storage
+	key       string
+	logger    *zap.Logger
+	client    *http.Client
+	transport http.RoundTripper // nil: Go's default; set beforehand only by tests
+	metrics   *metrics.Source
 }
 
 // CaddyModule returns the Caddy module information.
@@ -88,8 +119,32 @@ type stored struct {
 	Ranges  []string `json:"ranges"`
 }
 
-// Provision checks the options and loads the list: downloaded, or else the
-// last good one from storage.
+// loadError is a load that gave no list to use, with its metrics result.
+type loadError struct {
+	result string
+	err    error
+}
+
+func (e *loadError) Error() string { return e.err.Error() }
+func (e *loadError) Unwrap() error { return e.err }
+
+func failed(result string, format string, args ...any) *loadError {
+	return &loadError{result: result, err: fmt.Errorf(format, args...)}
+}
+
+// resultOf is the metrics result of a load's error.
+func resultOf(err error) string {
+	var le *loadError
+	if errors.As(err, &le) {
+		return le.result
+	}
+	return metrics.SourceHTTPError
+}
+
+// Provision checks the options and loads the list. A URL source with a
+// stored list starts from that list and downloads in the background; one
+// without waits at most Timeout for its first download. A file source
+// reads its file, or else the stored list.
 func (p *Published) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
 	p.ranges = new(atomic.Pointer[[]netip.Prefix])
@@ -110,27 +165,70 @@ func (p *Published) Provision(ctx caddy.Context) error {
 	if p.Interval < caddy.Duration(time.Second) {
 		return fmt.Errorf("published: interval must be at least 1s, got %s", time.Duration(p.Interval))
 	}
-	p.client = &http.Client{Timeout: 30 * time.Second}
+	if p.Timeout == 0 {
+		p.Timeout = caddy.Duration(defaultTimeout)
+	}
+	if p.Timeout < 0 {
+		return fmt.Errorf("published: timeout must be positive, got %s", time.Duration(p.Timeout))
+	}
+	if p.MaxRanges == 0 {
+		p.MaxRanges = defaultMaxRanges
+	}
+	if p.MaxRanges < 0 {
+		return fmt.Errorf("published: max_ranges must be positive, got %d", p.MaxRanges)
+	}
+	p.client = &http.Client{Timeout: time.Duration(p.Timeout), CheckRedirect: sameOrigin, Transport: p.transport}
 	if p.storage == nil { // set beforehand only by tests
 		p.storage = ctx.Storage()
 	}
 	sum := sha256.Sum256([]byte(strings.Join([]string{p.URL, p.File, p.Format, strings.Join(p.Services, ","), strings.Join(p.Regions, ",")}, "\n")))
 	p.key = "real_ip/published/" + hex.EncodeToString(sum[:8]) + ".json"
+	p.metrics = metrics.ForSource(ctx, p.label())
 
+	storedRanges, storedAt, serr := p.loadStored(ctx)
+	if serr != nil && !errors.Is(serr, fs.ErrNotExist) {
+		p.logger.Warn("the stored copy of the published list is not used", zap.String("source", p.where()), zap.Error(serr))
+	}
+	if p.URL != "" && serr == nil {
+		// Never wait on the network when a good list is at hand: the
+		// download goes on in the background.
+		p.logger.Info("using the last good list from storage; downloading the list in the background",
+			zap.String("source", p.where()), zap.Int("ranges", len(storedRanges)), zap.Time("stored", storedAt))
+		p.ranges.Store(&storedRanges)
+		p.metrics.InUse(len(storedRanges), storedAt)
+		go p.refreshLoop(ctx, true)
+		return nil
+	}
 	ranges, err := p.load(ctx)
+	p.metrics.Count(resultOf(err))
 	if err != nil {
-		storedRanges, serr := p.loadStored(ctx)
 		if serr != nil {
 			return fmt.Errorf("published: %s: %v, and no list is stored yet (%v): the list must load once before it can be trusted", p.where(), err, serr)
 		}
 		p.logger.Warn("published list could not be loaded; using the last good list from storage",
 			zap.String("source", p.where()), zap.Error(err), zap.Int("ranges", len(storedRanges)))
 		ranges = storedRanges
+		p.metrics.InUse(len(ranges), storedAt)
 	} else {
 		p.store(ctx, ranges)
+		p.metrics.InUse(len(ranges), time.Now())
 	}
 	p.ranges.Store(&ranges)
-	go p.refreshLoop(ctx)
+	go p.refreshLoop(ctx, false)
+	return nil
+}
+
+// sameOrigin lets a download follow a redirect only to the same scheme and
+// host (port included): a list's server must not send the download to
+// another server, nor from https to http.
+func sameOrigin(req *http.Request, via []*http.Request) error {
+	first := via[0].URL
+	if req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+		return fmt.Errorf("redirect to %s://%s%s refused: a list may redirect only to the same scheme and host", req.URL.Scheme, req.URL.Host, req.URL.Path)
+	}
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
 	return nil
 }
 
@@ -145,68 +243,174 @@ func (p *Published) GetIPRanges(*http.Request) []netip.Prefix {
 	return nil
 }
 
+// where names the source in logs and errors: the URL without its query
+// (which can carry a key), or the file.
 func (p *Published) where() string {
-	if p.URL != "" {
-		return p.URL
+	if p.URL == "" {
+		return p.File
 	}
-	return p.File
+	u, err := url.Parse(p.URL)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	return u.Scheme + "://" + u.Host + u.Path
 }
 
-func (p *Published) refreshLoop(ctx caddy.Context) {
+// label is the source label of the metrics: the module, and the URL's host
+// and path or the file.
+func (p *Published) label() string {
+	if p.URL == "" {
+		return "published:" + p.File
+	}
+	u, err := url.Parse(p.URL)
+	if err != nil {
+		return "published:"
+	}
+	return "published:" + u.Host + u.Path
+}
+
+// refreshLoop loads the list every Interval (and at once if now) until the
+// config is unloaded.
+func (p *Published) refreshLoop(ctx caddy.Context, now bool) {
 	t := time.NewTicker(time.Duration(p.Interval))
 	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		if !now {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
-		ranges, err := p.load(ctx)
-		if err != nil {
-			p.logger.Warn("published list could not be refreshed; keeping the last good list",
-				zap.String("source", p.where()), zap.Error(err))
-			continue
-		}
-		if old := p.ranges.Load(); old != nil && slices.Equal(*old, ranges) {
-			continue
-		}
-		p.ranges.Store(&ranges)
-		p.store(ctx, ranges)
-		p.logger.Info("published list changed", zap.String("source", p.where()), zap.Int("ranges", len(ranges)))
+		now = false
+		p.refresh(ctx)
 	}
 }
 
-// load downloads (or reads) and parses the list.
+// refresh loads the list once and puts it in use if it is good and new.
+func (p *Published) refresh(ctx caddy.Context) {
+	ranges, err := p.load(ctx)
+	if ctx.Err() != nil {
+		return // unloaded meanwhile: nothing to count
+	}
+	if err != nil {
+		p.metrics.Count(resultOf(err))
+		p.logger.Warn("published list could not be refreshed; keeping the last good list",
+			zap.String("source", p.where()), zap.String("result", resultOf(err)), zap.Error(err))
+		return
+	}
+	if old := p.ranges.Load(); old != nil && slices.Equal(*old, ranges) {
+		p.metrics.Count(metrics.SourceUnchanged)
+		p.metrics.InUse(len(ranges), time.Now())
+		return
+	}
+	p.ranges.Store(&ranges)
+	p.store(ctx, ranges)
+	p.metrics.Count(metrics.SourceUpdated)
+	p.metrics.InUse(len(ranges), time.Now())
+	p.logger.Info("published list changed", zap.String("source", p.where()), zap.Int("ranges", len(ranges)))
+}
+
+// load downloads (or reads), parses and checks the list. Its errors are
+// *loadError, with the metrics result.
 func (p *Published) load(ctx context.Context) ([]netip.Prefix, error) {
 	var body []byte
+	var err error
 	if p.File != "" {
-		b, err := os.ReadFile(p.File)
-		if err != nil {
-			return nil, err
-		}
-		body = b
+		body, err = readRegularFile(p.File)
 	} else {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := p.client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("HTTP status %s", resp.Status)
-		}
-		body, err = io.ReadAll(io.LimitReader(resp.Body, maxListSize+1))
-		if err != nil {
-			return nil, err
-		}
-		if len(body) > maxListSize {
-			return nil, fmt.Errorf("list larger than %d bytes", maxListSize)
-		}
+		body, err = p.download(ctx)
 	}
-	return Parse(body, p.Format, p.Services, p.Regions)
+	if err != nil {
+		return nil, err
+	}
+	ranges, err := Parse(body, p.Format, p.Services, p.Regions)
+	if err != nil {
+		return nil, &loadError{result: metrics.SourceParseError, err: err}
+	}
+	return ranges, p.check(ranges)
+}
+
+// check refuses a list that would trust too much.
+func (p *Published) check(ranges []netip.Prefix) error {
+	if len(ranges) > p.MaxRanges {
+		return failed(metrics.SourceRefusedTooMany, "refused: the list has %d ranges, more than max_ranges %d", len(ranges), p.MaxRanges)
+	}
+	switch v4, v6 := ipset.CoversEveryAddress(ranges); {
+	case v4 && v6:
+		return failed(metrics.SourceRefusedCoversAll, "refused: the list covers every IPv4 and IPv6 address, which would trust every client")
+	case v4:
+		return failed(metrics.SourceRefusedCoversAll, "refused: the list covers every IPv4 address, which would trust every IPv4 client")
+	case v6:
+		return failed(metrics.SourceRefusedCoversAll, "refused: the list covers every IPv6 address, which would trust every IPv6 client")
+	}
+	return nil
+}
+
+func (p *Published) download(ctx context.Context) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(p.Timeout))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL, nil)
+	if err != nil {
+		return nil, failed(metrics.SourceHTTPError, "%v", err)
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, p.httpFailure(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, failed(metrics.SourceHTTPError, "HTTP status %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxListSize+1))
+	if err != nil {
+		return nil, p.httpFailure(ctx, err)
+	}
+	if len(body) > maxListSize {
+		return nil, failed(metrics.SourceHTTPError, "list larger than %d bytes", maxListSize)
+	}
+	return body, nil
+}
+
+// httpFailure classifies a failed download: past its timeout, or not.
+func (p *Published) httpFailure(ctx context.Context, err error) error {
+	var ne net.Error
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return failed(metrics.SourceTimeout, "no list within the timeout of %s", time.Duration(p.Timeout))
+	}
+	if u := (*url.Error)(nil); errors.As(err, &u) {
+		err = u.Err // its URL would repeat the query
+	}
+	return failed(metrics.SourceHTTPError, "%v", err)
+}
+
+// readRegularFile reads a list file of at most maxListSize bytes. It opens
+// without blocking and reads only a regular file, so that a FIFO or a
+// device (/dev/zero) is an error instead of a hang or an endless read.
+func readRegularFile(name string) ([]byte, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, &loadError{result: metrics.SourceReadError, err: err}
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, &loadError{result: metrics.SourceReadError, err: err}
+	}
+	if !info.Mode().IsRegular() {
+		return nil, failed(metrics.SourceReadError, "%s is not a regular file (%s)", name, info.Mode().Type())
+	}
+	if info.Size() > maxListSize {
+		return nil, failed(metrics.SourceReadError, "%s is larger than %d bytes", name, maxListSize)
+	}
+	body, err := io.ReadAll(io.LimitReader(f, maxListSize+1))
+	if err != nil {
+		return nil, &loadError{result: metrics.SourceReadError, err: err}
+	}
+	if len(body) > maxListSize {
+		return nil, failed(metrics.SourceReadError, "%s is larger than %d bytes", name, maxListSize)
+	}
+	return body, nil
 }
 
 func (p *Published) store(ctx context.Context, ranges []netip.Prefix) {
@@ -220,27 +424,33 @@ func (p *Published) store(ctx context.Context, ranges []netip.Prefix) {
 	}
 }
 
-func (p *Published) loadStored(ctx context.Context) ([]netip.Prefix, error) {
+// loadStored reads the last good list from storage, and checks it as a
+// download is checked: storage can be shared, and written by others.
+func (p *Published) loadStored(ctx context.Context) ([]netip.Prefix, time.Time, error) {
 	data, err := p.storage.Load(ctx, p.key)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	var s stored
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("stored list %s: %w", p.key, err)
+		return nil, time.Time{}, fmt.Errorf("stored list %s: %w", p.key, err)
 	}
-	var out []netip.Prefix
+	out := make([]netip.Prefix, 0, len(s.Ranges))
 	for _, r := range s.Ranges {
 		pfx, err := netip.ParsePrefix(r)
 		if err != nil {
-			return nil, fmt.Errorf("stored list %s: %w", p.key, err)
+			return nil, time.Time{}, fmt.Errorf("stored list %s: %w", p.key, err)
 		}
-		out = append(out, pfx)
+		out = append(out, pfx.Masked())
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("stored list %s is empty", p.key)
+		return nil, time.Time{}, fmt.Errorf("stored list %s is empty", p.key)
 	}
-	return out, nil
+	if err := p.check(out); err != nil {
+		return nil, time.Time{}, fmt.Errorf("stored list %s: %w", p.key, err)
+	}
+	fetched, _ := time.Parse(time.RFC3339, s.Fetched)
+	return out, fetched, nil
 }
 
 // Parse reads a published list in format (detected when ""), keeping AWS

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,5 +227,229 @@ func TestPublishedAsCaddyTrustedProxies(t *testing.T) {
 		"routes":[{"handle":[{"handler":"static_response","body":"ok"}]}]}}}}}`
 	if err := configtest.Validate(t, []byte(cfg)); err != nil {
 		t.Fatalf("trusted_proxies with the published source: %v", err)
+	}
+}
+
+// poisoned are lists that would trust every client of a family, each
+// written another way.
+var poisoned = []struct{ name, body string }{
+	{"0.0.0.0/0", "0.0.0.0/0\n"},
+	{"::/0", "::/0\n"},
+	{"two halves", "0.0.0.0/1\n128.0.0.0/1\n"},
+	{"IPv4-mapped", "::ffff:0.0.0.0/96\n"},
+	{"mapped half and IPv4 half", "::ffff:0.0.0.0/97\n128.0.0.0/1\n"},
+	{"an IPv6 range holding IPv4", "::/64\n"},
+	{"NAT64", "64:ff9b::/96\n"},
+	{"IPv6 halves", "2400:cb00::/32\n::/1\n8000::/1\n"},
+	{"aws with 0.0.0.0/0", `{"prefixes":[{"ip_prefix":"0.0.0.0/0","region":"GLOBAL","service":"AMAZON"}]}`},
+}
+
+// Every poisoned list is refused, at start and on refresh; the last good
+// list stays and the refusal is counted.
+func TestPublishedRefusesPoisonedLists(t *testing.T) {
+	for _, c := range poisoned {
+		body := c.body
+		if _, err := Parse([]byte(body), "", nil, nil); err != nil {
+			t.Fatalf("%s: the test list does not parse: %v", c.name, err)
+		}
+		// At start, with nothing stored: the config does not load.
+		ls := newListServer(t, body)
+		p := &Published{URL: ls.srv.URL, Interval: caddy.Duration(time.Second)}
+		err := provision(t, p, &certmagic.FileStorage{Path: t.TempDir()})
+		if err == nil || !strings.Contains(err.Error(), "refused: the list covers every") {
+			t.Errorf("%s at start: %v", c.name, err)
+		}
+		// On refresh: the last good list stays.
+		ls.set(200, "192.0.2.0/24\n")
+		q := &Published{URL: ls.srv.URL, Interval: caddy.Duration(time.Second)}
+		if err := provision(t, q, &certmagic.FileStorage{Path: t.TempDir()}); err != nil {
+			t.Fatal(err)
+		}
+		ls.set(200, body)
+		before := ls.requests()
+		for ls.requests() < before+2 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		waitFor(t, q, "192.0.2.0/24", 0)
+	}
+}
+
+func TestPublishedMaxRanges(t *testing.T) {
+	var b strings.Builder
+	for i := range 300 {
+		fmt.Fprintf(&b, "10.%d.%d.0/24\n", i/256, i%256)
+	}
+	ls := newListServer(t, b.String())
+	p := &Published{URL: ls.srv.URL, MaxRanges: 299}
+	err := provision(t, p, &certmagic.FileStorage{Path: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "the list has 300 ranges, more than max_ranges 299") {
+		t.Errorf("300 ranges, max 299: %v", err)
+	}
+	p = &Published{URL: ls.srv.URL, MaxRanges: 300}
+	if err := provision(t, p, &certmagic.FileStorage{Path: t.TempDir()}); err != nil {
+		t.Errorf("300 ranges, max 300: %v", err)
+	}
+	if p := (&Published{URL: ls.srv.URL}); provision(t, p, &certmagic.FileStorage{Path: t.TempDir()}) != nil || p.MaxRanges != 100_000 {
+		t.Errorf("default max_ranges %d", p.MaxRanges)
+	}
+}
+
+// A stored copy is checked like a download: a poisoned one is never used.
+func TestPublishedRefusesPoisonedStoredList(t *testing.T) {
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	ls := newListServer(t, "192.0.2.0/24\n")
+	p := &Published{URL: ls.srv.URL}
+	if err := provision(t, p, storage); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := storage.List(context.Background(), "real_ip/published", false)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("stored: %v %v", keys, err)
+	}
+	if err := storage.Store(context.Background(), keys[0], []byte(`{"source":"x","fetched":"2026-01-01T00:00:00Z","ranges":["0.0.0.0/1","128.0.0.0/1"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	ls.srv.Close()
+	q := &Published{URL: ls.srv.URL}
+	err = provision(t, q, storage)
+	if err == nil || !strings.Contains(err.Error(), "refused: the list covers every IPv4 address") {
+		t.Errorf("poisoned stored list, server down: %v", err)
+	}
+}
+
+// A redirect to another host or scheme is refused; one on the same host is
+// followed.
+func TestPublishedRedirects(t *testing.T) {
+	other := newListServer(t, "0.0.0.0/0\n") // what a hijacked redirect would serve
+	var target string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/same":
+			http.Redirect(w, r, "/list", http.StatusFound)
+		case "/list":
+			fmt.Fprint(w, "192.0.2.0/24\n")
+		case "/loop":
+			http.Redirect(w, r, "/loop", http.StatusFound)
+		default:
+			http.Redirect(w, r, target, http.StatusFound)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	p := &Published{URL: srv.URL + "/same"}
+	if err := provision(t, p, &certmagic.FileStorage{Path: t.TempDir()}); err != nil {
+		t.Fatalf("same-host redirect: %v", err)
+	}
+	waitFor(t, p, "192.0.2.0/24", 0)
+	tlsSrv := httptest.NewTLSServer(srv.Config.Handler)
+	t.Cleanup(tlsSrv.Close)
+	for _, c := range []struct{ from, to, want string }{
+		{srv.URL + "/away", other.srv.URL + "/list", "a list may redirect only to the same scheme and host"},
+		{srv.URL + "/away", strings.Replace(other.srv.URL, "127.0.0.1", "localhost", 1), "a list may redirect only to the same scheme and host"},
+		{tlsSrv.URL + "/away", srv.URL + "/list", "a list may redirect only to the same scheme and host"},
+		{srv.URL + "/loop", "", "stopped after 10 redirects"},
+	} {
+		target = c.to
+		q := &Published{URL: c.from, transport: tlsSrv.Client().Transport}
+		if err := provision(t, q, &certmagic.FileStorage{Path: t.TempDir()}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s → %s: %v", c.from, c.to, err)
+		}
+	}
+	if other.requests() != 0 {
+		t.Errorf("the other host was asked %d times", other.requests())
+	}
+}
+
+// A server that never answers holds a load for the timeout only, and a
+// stored list means no wait at all.
+func TestPublishedTimeoutAndBackgroundDownload(t *testing.T) {
+	release := make(chan struct{})
+	var hang atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hang.Load() {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		fmt.Fprint(w, "192.0.2.0/24\n")
+	}))
+	t.Cleanup(func() { close(release); srv.Close() })
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	p := &Published{URL: srv.URL + "/a", Timeout: caddy.Duration(300 * time.Millisecond)}
+	if err := provision(t, p, storage); err != nil {
+		t.Fatal(err)
+	}
+	hang.Store(true)
+
+	// Stored: the load does not wait on the hanging server.
+	start := time.Now()
+	q := &Published{URL: srv.URL + "/a", Timeout: caddy.Duration(time.Minute)}
+	if err := provision(t, q, storage); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited > 20*time.Second {
+		t.Errorf("with a stored list, the load waited %v", waited)
+	}
+	waitFor(t, q, "192.0.2.0/24", 0)
+
+	// Not stored: the load gives up after the timeout, and says so.
+	start = time.Now()
+	r := &Published{URL: srv.URL + "/b", Timeout: caddy.Duration(300 * time.Millisecond)}
+	err := provision(t, r, storage)
+	if err == nil || !strings.Contains(err.Error(), "no list within the timeout of 300ms") || !strings.Contains(err.Error(), "no list is stored yet") {
+		t.Errorf("hanging server, nothing stored: %v", err)
+	}
+	if waited := time.Since(start); waited > 20*time.Second {
+		t.Errorf("the load waited %v for a 300ms timeout", waited)
+	}
+}
+
+// A file source reads regular files only, up to the size cap.
+func TestPublishedFileMustBeRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := dir + "/fifo"
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := dir + "/big"
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(maxListSize + 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, c := range []struct{ file, want string }{
+		{fifo, "is not a regular file"},
+		{"/dev/zero", "is not a regular file"},
+		{dir, "is not a regular file"},
+		{big, "is larger than 67108864 bytes"},
+		{dir + "/missing", "no such file"},
+	} {
+		done := make(chan error, 1)
+		go func() { done <- provision(t, &Published{File: c.file}, &certmagic.FileStorage{Path: t.TempDir()}) }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%s: %v, want %q", c.file, err, c.want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: the load hangs", c.file)
+		}
+	}
+}
+
+func TestSourceLabelHasNoQuery(t *testing.T) {
+	p := &Published{URL: "https://user:secret@lists.example.com/v1/ranges.txt?key=s3cret#x"}
+	if got := p.label(); got != "published:lists.example.com/v1/ranges.txt" {
+		t.Errorf("label %q", got)
+	}
+	if got := p.where(); strings.Contains(got, "s3cret") || strings.Contains(got, "secret@") {
+		t.Errorf("where %q", got)
+	}
+	if got := (&Published{File: "/etc/caddy/cf.txt"}).label(); got != "published:/etc/caddy/cf.txt" {
+		t.Errorf("file label %q", got)
 	}
 }

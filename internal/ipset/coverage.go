@@ -94,3 +94,38 @@ func (s *Set) Audit(listen []string) (warnings []string, err error) {
 	}
 	return warnings, err
 }
+
+// ipv4InIPv6 are the IPv6 ranges that hold a copy of the whole IPv4 space:
+// IPv4-mapped (::ffff:0:0/96), IPv4-compatible (::/96, deprecated but still
+// parsed) and the NAT64 well-known prefix (64:ff9b::/96). An IPv6 range that
+// contains one of them trusts, in one form or another, every IPv4 client.
+var ipv4InIPv6 = []netip.Prefix{
+	netip.MustParsePrefix("::ffff:0:0/96"),
+	netip.MustParsePrefix("::/96"),
+	netip.MustParsePrefix("64:ff9b::/96"),
+}
+
+// CoversEveryAddress reports whether ranges, taken together, contain every
+// IPv4 address (v4) or every IPv6 address (v6). IPv4-mapped ranges count as
+// the IPv4 ranges they match, and an IPv6 range that holds a whole copy of
+// the IPv4 space (see ipv4InIPv6) counts as covering IPv4. It is how a
+// range list that would trust everyone is recognised, however it is
+// written.
+func CoversEveryAddress(ranges []netip.Prefix) (v4, v6 bool) {
+	norm := make([]netip.Prefix, 0, len(ranges))
+	for _, p := range ranges {
+		if !p.IsValid() {
+			continue
+		}
+		p = unmapPrefix(p).Masked()
+		norm = append(norm, p)
+		if p.Addr().Is6() && !v4 {
+			for _, embedded := range ipv4InIPv6 {
+				if p.Bits() <= embedded.Bits() && p.Contains(embedded.Addr()) {
+					v4 = true
+				}
+			}
+		}
+	}
+	return v4 || covers(norm, true), covers(norm, false)
+}

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -31,11 +32,29 @@ const (
 
 var results = []string{Accepted, Local, MissingAllowed, MissingRejected, Malformed, Timeout, UntrustedIgnored, UntrustedRejected}
 
+// Results of a range source's refresh (its load at start included).
+const (
+	SourceUpdated          = "updated"            // a new list is in use
+	SourceUnchanged        = "unchanged"          // the list was loaded and is the one in use
+	SourceHTTPError        = "http_error"         // no list: connection error, status other than 200, refused redirect, too large
+	SourceReadError        = "read_error"         // no list: a file source's file is missing, not a regular file, or too large
+	SourceParseError       = "parse_error"        // the list does not parse, or is empty
+	SourceTimeout          = "timeout"            // no list within the source's timeout
+	SourceRefusedCoversAll = "refused_covers_all" // the list covers every IPv4 or IPv6 address: refused
+	SourceRefusedTooMany   = "refused_too_many"   // the list has more ranges than max_ranges: refused
+)
+
+var sourceResults = []string{SourceUpdated, SourceUnchanged, SourceHTTPError, SourceReadError, SourceParseError,
+	SourceTimeout, SourceRefusedCoversAll, SourceRefusedTooMany}
+
 var (
-	once         sync.Once
-	proxyHeaders *prometheus.CounterVec
-	requests     *prometheus.CounterVec
-	headerRead   *prometheus.HistogramVec
+	once              sync.Once
+	proxyHeaders      *prometheus.CounterVec
+	requests          *prometheus.CounterVec
+	headerRead        *prometheus.HistogramVec
+	sourceRefreshes   *prometheus.CounterVec
+	sourceRanges      *prometheus.GaugeVec
+	sourceLastSuccess *prometheus.GaugeVec
 )
 
 func initCollectors() {
@@ -53,6 +72,18 @@ func initCollectors() {
 		Help:    "Time the real_ip listener wrapper took to read and settle a connection's PROXY header.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"server"})
+	sourceRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "source_refreshes_total",
+		Help: "Loads of a trusted range source's list, by result (refused and failed loads keep the last good list).",
+	}, []string{"source", "result"})
+	sourceRanges = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Subsystem: sub, Name: "source_ranges",
+		Help: "Ranges of a trusted range source's list in use.",
+	}, []string{"source"})
+	sourceLastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Subsystem: sub, Name: "source_last_success_timestamp_seconds",
+		Help: "When the list in use by a trusted range source was last loaded successfully (Unix time).",
+	}, []string{"source"})
 }
 
 // register adds the collectors to the registry of the config being loaded.
@@ -62,7 +93,7 @@ func register(ctx caddy.Context) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{proxyHeaders, requests, headerRead} {
+	for _, c := range []prometheus.Collector{proxyHeaders, requests, headerRead, sourceRefreshes, sourceRanges, sourceLastSuccess} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -165,4 +196,40 @@ func (r *Requests) Count(source int, trusted bool) {
 		t = 1
 	}
 	r.counters[source][t].Inc()
+}
+
+// Source holds a range source's metrics. Its name is the source label: the
+// module and its file, or its URL's host and path (never a query, which can
+// carry a key).
+type Source struct {
+	byResult    map[string]prometheus.Counter
+	ranges      prometheus.Gauge
+	lastSuccess prometheus.Gauge
+}
+
+// ForSource registers the metrics and returns those of the named source.
+func ForSource(ctx caddy.Context, name string) *Source {
+	register(ctx)
+	s := &Source{byResult: map[string]prometheus.Counter{},
+		ranges: sourceRanges.WithLabelValues(name), lastSuccess: sourceLastSuccess.WithLabelValues(name)}
+	for _, r := range sourceResults {
+		s.byResult[r] = sourceRefreshes.WithLabelValues(name, r)
+	}
+	return s
+}
+
+// Count records a load's result (one of the Source constants).
+func (s *Source) Count(result string) {
+	if s != nil {
+		s.byResult[result].Inc()
+	}
+}
+
+// InUse records the list in use: its number of ranges and when it was
+// loaded.
+func (s *Source) InUse(ranges int, loaded time.Time) {
+	if s != nil {
+		s.ranges.Set(float64(ranges))
+		s.lastSuccess.Set(float64(loaded.UnixNano()) / 1e9)
+	}
 }
