@@ -231,8 +231,10 @@ func (h *Handler) apply(r *http.Request, vars map[string]any) {
 		}
 	}
 	h.decide(&res, r.Header, trace)
-	if res.source != sourcePeer {
-		r.RemoteAddr = res.client.String()
+	// In proxy_protocol mode an untrusted balancer is the client, though
+	// the wrapper made the PROXY source the remote address.
+	if res.source != sourcePeer || (h.mode == modeProxyProtocol && res.peerText != r.RemoteAddr) {
+		r.RemoteAddr = res.clientText()
 		if vars != nil {
 			vars[caddyhttp.ClientIPVarKey] = hostOf(r.RemoteAddr)
 		}
@@ -259,17 +261,29 @@ func (h *Handler) apply(r *http.Request, vars map[string]any) {
 // handler's whole judgement, shared with Explain; trace, if not nil,
 // receives the walk's steps.
 func (h *Handler) decide(res *result, header http.Header, trace *[]Step) {
-	res.client = res.peer
 	if h.mode == modeProxyProtocol {
 		// The peer is the load balancer itself, as nginx's
-		// $realip_remote_addr is with real_ip_header proxy_protocol.
+		// $realip_remote_addr is with real_ip_header proxy_protocol, and
+		// so is the client unless the balancer is trusted (nginx's
+		// $remote_addr on a proxy_protocol listen without set_real_ip_from).
 		res.peer, res.peerUnix, res.peerText = physicalPeer(res.conn, res.peer, res.peerUnix, res.peerText)
 	}
+	res.client = res.peer
 	set := h.trusted.Load()
 	res.set = set
 	res.trusted = set.ContainsPeer(res.peer, res.peerUnix)
 	res.headersTrusted = res.trusted
-	if !res.trusted {
+	if res.trusted && res.conn.RelayedUnknown() {
+		// The balancer relayed a client it could not name: the request's
+		// headers are that client's, so they are judged as an untrusted
+		// peer's (in proxy_protocol mode the client stays the balancer).
+		res.relayedUnknown = true
+		res.headersTrusted = false
+		if h.mode != modeProxyProtocol {
+			res.trusted = false
+		}
+	}
+	if !res.trusted || res.relayedUnknown {
 		return
 	}
 	var e forwarded.Entry

@@ -4,6 +4,8 @@ import (
 	"encoding/hex"
 	"net"
 	"strconv"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
@@ -37,13 +39,20 @@ func proxyProtocolPlaceholder(info *conninfo.Info, name string) (any, bool) {
 			return "LOCAL", true
 		}
 		return "PROXY", true
-	case "src_ip":
-		return addrHost(h.SourceAddr), true
-	case "src_port":
-		return addrPort(h.SourceAddr), true
-	case "dst_ip":
-		return addrHost(h.DestinationAddr), true
-	case "dst_port":
+	case "src_ip", "src_port", "dst_ip", "dst_port":
+		// A LOCAL header's address block, if it has one, is to be
+		// ignored (the spec): it names no client.
+		if h.Command.IsLocal() {
+			return "", true
+		}
+		switch name {
+		case "src_ip":
+			return addrHost(h.SourceAddr), true
+		case "src_port":
+			return addrPort(h.SourceAddr), true
+		case "dst_ip":
+			return addrHost(h.DestinationAddr), true
+		}
 		return addrPort(h.DestinationAddr), true
 	}
 	tlvs, err := h.TLVs()
@@ -54,11 +63,11 @@ func proxyProtocolPlaceholder(info *conninfo.Info, name string) (any, bool) {
 	case "alpn":
 		return tlvText(tlvs, proxyproto.PP2_TYPE_ALPN), true
 	case "authority":
-		return tlvText(tlvs, proxyproto.PP2_TYPE_AUTHORITY), true
+		return tlvUTF8(tlvs, proxyproto.PP2_TYPE_AUTHORITY), true
 	case "unique_id":
 		return tlvText(tlvs, proxyproto.PP2_TYPE_UNIQUE_ID), true
 	case "netns":
-		return tlvText(tlvs, proxyproto.PP2_TYPE_NETNS), true
+		return tlvUTF8(tlvs, proxyproto.PP2_TYPE_NETNS), true
 	case "aws_vpce_id":
 		return tlvparse.FindAWSVPCEndpointID(tlvs), true
 	case "azure_link_id":
@@ -107,6 +116,28 @@ func tlvText(tlvs []proxyproto.TLV, typ proxyproto.PP2Type) string {
 		}
 		for _, c := range t.Value {
 			if c < 0x20 || c > 0x7e {
+				return hex.EncodeToString(t.Value)
+			}
+		}
+		return string(t.Value)
+	}
+	return ""
+}
+
+// tlvUTF8 is a TLV whose value the spec says is UTF-8 text (AUTHORITY, a
+// host name; NETNS, a namespace name): as text when it is valid UTF-8
+// without control characters, else as hex, so a placeholder never carries
+// bytes that could break a header or a log line.
+func tlvUTF8(tlvs []proxyproto.TLV, typ proxyproto.PP2Type) string {
+	for _, t := range tlvs {
+		if t.Type != typ {
+			continue
+		}
+		if !utf8.Valid(t.Value) {
+			return hex.EncodeToString(t.Value)
+		}
+		for _, r := range string(t.Value) {
+			if unicode.IsControl(r) {
 				return hex.EncodeToString(t.Value)
 			}
 		}

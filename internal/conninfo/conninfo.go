@@ -45,6 +45,20 @@ type Info struct {
 	clientS string
 }
 
+// RelayedUnknown reports whether the connection's PROXY header relays a
+// client it does not name: command PROXY with an unknown source (v1
+// UNKNOWN, v2 AF_UNSPEC, AF_UNIX, or a UDP family). Its HTTP headers were
+// written by that client, not by the balancer, so they must not be believed
+// as the balancer's. v2 LOCAL (the balancer's own connection) is not
+// relayed. go-proxyproto reports v1 UNKNOWN with command LOCAL, but v1 has
+// no LOCAL: a v1 header without a source is always a relayed unknown.
+func (i *Info) RelayedUnknown() bool {
+	if i == nil || i.Header == nil || i.Source.IsValid() {
+		return false
+	}
+	return i.Header.Version == 1 || i.Header.Command.IsProxy()
+}
+
 // SetClient records the client address and its text.
 func (i *Info) SetClient(a net.Addr) {
 	i.Client = a
