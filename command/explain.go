@@ -3,6 +3,7 @@ package command
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/spf13/cobra"
@@ -46,8 +47,15 @@ with a line "client: <addr>:<port> (source <peer|header>)".
 			} else {
 				// http.ReadRequest keeps header lines as sent, one value
 				// per line, as net/http hands them to the handler.
-				req, err := http.ReadRequest(bufio.NewReader(cmd.InOrStdin()))
+				// Read as Caddy would: at most its default header size
+				// (a request over it gets 431 there), so a hostile or
+				// endless input stops here.
+				limited := &io.LimitedReader{R: cmd.InOrStdin(), N: maxStdinHeader}
+				req, err := http.ReadRequest(bufio.NewReader(limited))
 				if err != nil {
+					if limited.N <= 0 {
+						return fmt.Errorf("standard input: the request's header is larger than %d bytes, Caddy's default max_header_size (Caddy answers such a request with 431); stopped reading there", maxStdinHeader)
+					}
 					return fmt.Errorf("reading a raw HTTP request from standard input (or give --value): %w", err)
 				}
 				header = req.Header
@@ -68,3 +76,7 @@ with a line "client: <addr>:<port> (source <peer|header>)".
 	c.Flags().StringArray("value", nil, "a line of the header (repeatable, in the order sent)")
 	return c
 }
+
+// maxStdinHeader is what explain reads of standard input: Caddy's default
+// max_header_size (net/http's default limit, 1 MiB, is Go's, not Caddy's).
+const maxStdinHeader = 16 << 10

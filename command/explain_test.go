@@ -74,3 +74,37 @@ func TestExplain(t *testing.T) {
 		t.Error("a bad peer was accepted")
 	}
 }
+
+// endless is a request whose header never ends.
+type endless struct{ sent bool }
+
+func (e *endless) Read(p []byte) (int, error) {
+	if !e.sent {
+		e.sent = true
+		return copy(p, "GET / HTTP/1.1\r\nHost: a\r\n"), nil
+	}
+	for i := range p {
+		p[i] = "X-Forwarded-For: 192.0.2.1\r\n"[i%28]
+	}
+	return len(p), nil
+}
+
+// Standard input is read up to Caddy's default header size, no further.
+func TestExplainStdinIsBounded(t *testing.T) {
+	c := explainCommand()
+	var out bytes.Buffer
+	c.SetOut(&out)
+	c.SetErr(&out)
+	c.SetIn(&endless{})
+	c.SetArgs([]string{"--trusted-ips", "10.0.0.0/8", "--header", "X-Forwarded-For", "--peer", "10.0.0.1:1"})
+	err := c.Execute()
+	if err == nil || !strings.Contains(err.Error(), "larger than 16384 bytes") {
+		t.Errorf("an endless header: %v", err)
+	}
+	// Just under the limit is read.
+	req := "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: " + strings.Repeat("a", 15000) + "\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n"
+	got, err := runExplain(t, req, "--trusted-ips", "10.0.0.0/8", "--header", "X-Forwarded-For", "--peer", "10.0.0.1:1")
+	if err != nil || lastLine(got) != "client: 192.0.2.1:0 (source header)" {
+		t.Errorf("a 15 KB header: %v %q", err, lastLine(got))
+	}
+}

@@ -332,6 +332,14 @@ func (h *Handler) lines(header http.Header) []string {
 // send up to max_header_size bytes.
 const maxLoggedValue = 256
 
+// maxLoggedSteps and maxLoggedToken bound the debug log's walk the same
+// way: a 15 KB header of short entries would otherwise write thousands of
+// steps.
+const (
+	maxLoggedSteps = 16
+	maxLoggedToken = 64
+)
+
 // decisionFields is the debug log line of one decision.
 func (h *Handler) decisionFields(res *result, header http.Header, steps []Step) []zap.Field {
 	peer := res.peerText
@@ -347,9 +355,23 @@ func (h *Handler) decisionFields(res *result, header http.Header, steps []Step) 
 		fields = append(fields, zap.String("header", h.header), zap.String("value", value))
 	}
 	if len(steps) > 0 {
-		walked := make([]string, len(steps))
-		for i, s := range steps {
-			walked[i] = s.Token + ": " + s.Verdict
+		// Bounded like the value: the last maxLoggedSteps steps (the walk
+		// goes right to left, so the first ones are the proxies' own), each
+		// token cut at maxLoggedToken bytes.
+		shown := steps
+		if len(shown) > maxLoggedSteps {
+			shown = shown[:maxLoggedSteps]
+		}
+		walked := make([]string, 0, len(shown)+1)
+		for _, s := range shown {
+			token := s.Token
+			if len(token) > maxLoggedToken {
+				token = token[:maxLoggedToken] + "…"
+			}
+			walked = append(walked, token+": "+s.Verdict)
+		}
+		if len(steps) > len(shown) {
+			walked = append(walked, fmt.Sprintf("… (%d steps more)", len(steps)-len(shown)))
 		}
 		fields = append(fields, zap.Strings("walk", walked))
 	}

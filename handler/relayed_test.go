@@ -9,11 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/pires/go-proxyproto"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-realip/realip/internal/conninfo"
 )
@@ -202,5 +205,34 @@ func TestProxyProtocolPlaceholderText(t *testing.T) {
 	}
 	if got, _ := proxyProtocolPlaceholder(&conninfo.Info{Header: local}, "command"); got != "LOCAL" {
 		t.Errorf("command %q", got)
+	}
+}
+
+// The debug line's walk is bounded like its value: a 15 KB header of short
+// entries writes a line of a few kilobytes, not 76.
+func TestDecisionLineIsBounded(t *testing.T) {
+	h := provisioned(t, Handler{TrustedIPs: []string{"0.0.0.0/0"}, RealIPHeader: "X-Forwarded-For", RealIPRecursive: true})
+	var b strings.Builder
+	for b.Len() < 15000 {
+		b.WriteString("10.0.0.1, ")
+	}
+	b.WriteString("10.0.0.2")
+	header := http.Header{"X-Forwarded-For": {b.String()}}
+	res := result{source: sourcePeer, peer: netip.MustParseAddrPort("10.0.0.9:1"), peerText: "10.0.0.9:1"}
+	var steps []Step
+	h.decide(&res, header, &steps)
+	if len(steps) < 1000 {
+		t.Fatalf("only %d steps", len(steps))
+	}
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	buf, err := enc.EncodeEntry(zapcore.Entry{Message: "real_ip decision"}, h.decisionFields(&res, header, steps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if buf.Len() > 4096 {
+		t.Errorf("the decision line is %d bytes for a %d-byte header", buf.Len(), b.Len())
+	}
+	if !strings.Contains(buf.String(), "steps more)") {
+		t.Errorf("the line does not say the walk was cut: %s", buf.String())
 	}
 }

@@ -243,13 +243,17 @@ func (c *conn) process() {
 // once per second for each peer address and reason (refusalLog).
 func (c *conn) refuse(what string, err error) {
 	c.err = errClosed
-	if ok, suppressed := c.lw.refusals.allow(c.addr.Info.Physical, what); ok {
+	if ok, suppressed, others := c.lw.refusals.allow(c.addr.Info.Physical, what); ok {
 		fields := []zap.Field{zap.Stringer("peer", c.addr.Info.Physical)}
 		if err != nil {
 			fields = append(fields, zap.String("reason", err.Error()))
 		}
 		if suppressed > 0 {
 			fields = append(fields, zap.Int("suppressed", suppressed))
+		}
+		if others {
+			// suppressed counts the lines of every peer beyond the table
+			fields = append(fields, zap.Bool("suppressed_from_other_peers", true))
 		}
 		c.lw.logger.Warn(what, fields...)
 	}

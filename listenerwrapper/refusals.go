@@ -15,6 +15,11 @@ import (
 // peer's. The next line written for a key says how many were suppressed.
 // zap's own sampler counts by message only, so it would let one noisy peer
 // silence every other; hence this small table.
+//
+// The table never holds more than refusalMaxKeys peers: a flood from more
+// addresses than that (an IPv6 /64 has 2^64) shares one key per reason,
+// "other peers", rate-limited like one peer. Its memory is bounded whatever
+// the number of addresses.
 type refusalLog struct {
 	mu        sync.Mutex
 	entries   map[refusalKey]*refusalEntry
@@ -23,8 +28,9 @@ type refusalLog struct {
 }
 
 type refusalKey struct {
-	peer netip.Addr // zero for a peer on a UNIX socket
-	what string
+	peer   netip.Addr // zero for a peer on a UNIX socket
+	what   string
+	others bool // the shared key of the peers that found the table full
 }
 
 type refusalEntry struct {
@@ -34,12 +40,13 @@ type refusalEntry struct {
 
 const (
 	refusalInterval = time.Second
-	refusalMaxKeys  = 4096 // above this, entries idle for a while are swept
+	refusalMaxKeys  = 4096 // peers in the table at most; entries idle for a while are swept
 )
 
-// allow reports whether a line for (peer, what) may be written now, and how
-// many lines for it were suppressed since the last one written.
-func (l *refusalLog) allow(peer net.Addr, what string) (bool, int) {
+// allow reports whether a line for (peer, what) may be written now, how
+// many lines for it were suppressed since the last one written, and whether
+// the peer was counted with the other peers of a full table.
+func (l *refusalLog) allow(peer net.Addr, what string) (ok bool, suppressed int, others bool) {
 	ap, _, _ := conninfo.Peer(peer)
 	key := refusalKey{peer: ap.Addr(), what: what}
 	l.mu.Lock()
@@ -52,20 +59,28 @@ func (l *refusalLog) allow(peer net.Addr, what string) (bool, int) {
 		l.entries = map[refusalKey]*refusalEntry{}
 	}
 	e := l.entries[key]
-	if e == nil {
-		if len(l.entries) >= refusalMaxKeys && now.Sub(l.lastSweep) >= refusalInterval {
+	if e == nil && len(l.entries) >= refusalMaxKeys {
+		if now.Sub(l.lastSweep) >= refusalInterval {
 			l.sweep(now)
 		}
+		if len(l.entries) >= refusalMaxKeys {
+			// Full: this peer shares its reason's key (a few reasons,
+			// so a few keys more than refusalMaxKeys at most).
+			key = refusalKey{what: what, others: true}
+			e = l.entries[key]
+		}
+	}
+	if e == nil {
 		l.entries[key] = &refusalEntry{last: now}
-		return true, 0
+		return true, 0, key.others
 	}
 	if now.Sub(e.last) < refusalInterval {
 		e.suppressed++
-		return false, 0
+		return false, 0, key.others
 	}
-	suppressed := e.suppressed
+	suppressed = e.suppressed
 	e.last, e.suppressed = now, 0
-	return true, suppressed
+	return true, suppressed, key.others
 }
 
 // sweep forgets keys that wrote nothing and suppressed nothing for a while.
