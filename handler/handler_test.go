@@ -71,6 +71,8 @@ func TestHandler(t *testing.T) {
 		{"x-real-ip first line only", xreal, "10.0.0.1:1", map[string][]string{"X-Real-Ip": {"198.51.100.2", "198.51.100.3"}}, "198.51.100.2:0", "header", true},
 		{"x-real-ip ignores xff", xreal, "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"198.51.100.2"}}, "10.0.0.1:1", "peer", true},
 		{"custom header case-insensitive", custom, "10.0.0.1:1", map[string][]string{"Cf-Connecting-Ip": {"1.1.1.1, 10.0.0.3"}}, "1.1.1.1:0", "header", true},
+		{"xff IPv4-mapped entry", xff, "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"::ffff:203.0.113.7"}}, "203.0.113.7:0", "header", true},
+		{"xff IPv4-mapped entry with port", xff, "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"[::ffff:203.0.113.7]:443"}}, "203.0.113.7:443", "header", true},
 		{"mapped peer matches v4 entry", xff, "[::ffff:10.0.0.1]:1", map[string][]string{"X-Forwarded-For": {"198.51.100.1"}}, "198.51.100.1:0", "header", true},
 	}
 	for _, c := range cases {

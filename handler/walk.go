@@ -20,14 +20,15 @@ type Step struct {
 
 // Verdicts of a Step.
 const (
-	VerdictUnparsable = "does not parse: the walk stops"
-	VerdictBrokenLine = "the line's syntax is broken: it does not parse, the walk stops"
-	VerdictRightmost  = "the right-most entry: the client (real_ip_recursive off)"
-	VerdictHop        = "a trusted hop (real_ip_trusted_hops), whatever its address: go on to its left"
-	VerdictNextAfter  = "the entry left of the trusted hops: the client (real_ip_recursive off)"
-	VerdictTrusted    = "trusted: a proxy, go on to its left"
-	VerdictClient     = "not trusted: the client"
-	VerdictLeftmost   = "the left-most entry: the client"
+	VerdictUnparsable    = "does not parse: the walk stops"
+	VerdictBrokenElement = "the element's syntax is broken: it does not parse, the walk stops"
+	VerdictRightmost     = "the right-most entry: the client (real_ip_recursive off)"
+	VerdictHop           = "a trusted hop (real_ip_trusted_hops), whatever its address: go on to its left"
+	VerdictNextAfter     = "the entry left of the trusted hops: the client (real_ip_recursive off)"
+	VerdictTrusted       = "trusted: a proxy, go on to its left"
+	VerdictClient        = "not trusted: the client"
+	VerdictLeftmost      = "the left-most entry: the client"
+	VerdictShortChain    = "no entry left of the trusted hops (real_ip_trusted_hops): the peer stays the client"
 )
 
 // chain says how to walk a header.
@@ -50,7 +51,7 @@ type chain struct {
 //
 // With c.hops = N, the N right-most entries are taken as proxies whatever
 // their address, and the walk goes on from the next one as above; a chain
-// of N entries or fewer gives its left-most entry.
+// of N entries or fewer gives no answer (the peer stays the client).
 //
 // trace, when not nil, receives each step; the request path passes nil and
 // pays one comparison per step for it.
@@ -78,25 +79,51 @@ func (c chain) walk(lines []string, trace *[]Step) (forwarded.Entry, bool) {
 }
 
 // walkForwarded is walk for RFC 7239 Forwarded lines: every element's for=
-// value is an entry; a line whose syntax is broken does not parse.
+// value is an entry. Elements are split off right to left
+// (forwarded.LastElement), so an element whose syntax is broken stops the
+// walk where it stands, as an entry that does not parse does, and a
+// client's junk left of what a proxy appended cannot undo it.
 func (c chain) walkForwarded(lines []string, trace *[]Step) (forwarded.Entry, bool) {
 	w := walker{chain: c, trace: trace}
-	var buf [16]string // the elements of a line, without allocating for common headers
+	var buf [1]string // one element's for= value, without allocating
 	for i := len(lines) - 1; i >= 0; i-- {
-		fors, ok := forwarded.ForwardedFor(lines[i], buf[:0])
-		if !ok {
-			w.stop(i, lines[i], VerdictBrokenLine)
-			return w.result()
-		}
-		for j := len(fors) - 1; j >= 0; j-- {
-			e, ok := forwarded.ParseNode(fors[j])
-			if w.offer(i, fors[j], e, ok) {
+		line := lines[i]
+		for {
+			elem, start, ok := forwarded.LastElement(line)
+			if ok && !blank(elem) {
+				var fors []string
+				fors, ok = forwarded.ForwardedFor(elem, buf[:0])
+				ok = ok && len(fors) == 1
+				if ok {
+					e, parsed := forwarded.ParseNode(fors[0])
+					if w.offer(i, fors[0], e, parsed) {
+						return w.result()
+					}
+				}
+			}
+			if !ok {
+				w.stop(i, elem, VerdictBrokenElement)
 				return w.result()
 			}
+			if start == 0 {
+				break
+			}
+			line = line[:start-1]
 		}
 	}
 	w.end()
 	return w.result()
+}
+
+// blank reports whether an element is empty or white space (HTTP's list
+// syntax allows empty elements).
+func blank(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] != ' ' && s[i] != '\t' {
+			return false
+		}
+	}
+	return true
 }
 
 // walker holds the state of one walk.
@@ -119,6 +146,9 @@ func (w *walker) offer(line int, token string, e forwarded.Entry, ok bool) bool 
 		w.stop(line, token, VerdictUnparsable)
 		return true
 	}
+	// An IPv4-mapped entry is the IPv4 client, as a mapped PROXY source
+	// is, so matchers of IPv4 ranges match it.
+	e.Addr = e.Addr.Unmap()
 	w.cur, w.found = e, true
 	w.taken++
 	if w.trace != nil {
@@ -158,6 +188,10 @@ func (w *walker) end() {
 	if !w.found {
 		return
 	}
+	if w.taken <= w.hops {
+		w.verdict(VerdictShortChain)
+		return
+	}
 	if w.curIsClient() {
 		w.verdict(VerdictClient)
 		return
@@ -172,4 +206,8 @@ func (w *walker) verdict(v string) {
 	}
 }
 
-func (w *walker) result() (forwarded.Entry, bool) { return w.cur, w.found }
+// result is the walk's answer. A walk that never got past the trusted hops
+// has none: every entry it took is a proxy's, and a bypassed hop would
+// otherwise let the client's own entry be taken (Envoy falls back to the
+// remote address the same way).
+func (w *walker) result() (forwarded.Entry, bool) { return w.cur, w.found && w.taken > w.hops }

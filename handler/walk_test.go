@@ -145,10 +145,28 @@ func TestWalkForwarded(t *testing.T) {
 		{rec, []string{`for=192.0.2.43, for=unknown, for=10.0.0.2`}, "10.0.0.2:0"},
 		{rec, []string{`for="_gazonk", for=10.0.0.2`}, "10.0.0.2:0"},
 		{rec, []string{`for=192.0.2.43, proto=https`}, ""},
-		// A line with broken syntax does not parse as a whole.
+		// Broken syntax in the right-most element (the proxy's own) gives
+		// no client.
 		{rec, []string{`for=192.0.2.43, for="10.0.0.2`}, ""},
 		{rec, []string{`for=192.0.2.43`, `for=10.0.0.2;by`}, ""},
+		{last, []string{`for=192.0.2.43, for=10.0.0.2;by`}, ""},
+		// Elements are read right to left: a broken element stops the walk
+		// where it stands, and the last good entry stands, as with a bad
+		// X-Forwarded-For entry.
 		{rec, []string{`for=192.0.2.43;by`, `for=10.0.0.2`}, "10.0.0.2:0"},
+		{last, []string{`junk, for=203.0.113.7`}, "203.0.113.7:0"},
+		{rec, []string{`junk, for=203.0.113.7`}, "203.0.113.7:0"},
+		{rec, []string{`junk, for=10.0.0.7`}, "10.0.0.7:0"},
+		{rec, []string{`for="junk, for=10.0.0.7`}, "10.0.0.7:0"},
+		// A client's unclosed quote cannot swallow the proxy's element.
+		{rec, []string{`for="a\", for=10.0.0.7`}, "10.0.0.7:0"},
+		{last, []string{`for=192.0.2.1;by, for=203.0.113.7;proto=https`}, "203.0.113.7:0"},
+		{rec, []string{`for=198.51.100.1, for=192.0.2.43:80, for=10.0.0.2`}, "10.0.0.2:0"},
+		{rec, []string{`for=192.0.2.5, ,, for=10.0.0.2`}, "192.0.2.5:0"},
+		{rec, []string{`for="a,b" , for=10.0.0.2`}, "10.0.0.2:0"},
+		// IPv4-mapped entries are IPv4 clients.
+		{last, []string{`for="[::ffff:203.0.113.7]:443"`}, "203.0.113.7:443"},
+		{rec, []string{`for="[::ffff:198.51.100.7]", for="[::ffff:10.0.0.2]"`}, "198.51.100.7:0"},
 	}
 	for _, c := range cases {
 		if got := walkString(c.c, c.lines); got != c.want {
@@ -183,16 +201,18 @@ func TestTrustedHops(t *testing.T) {
 		{"Envoy example 3", hops(1, false, none), []string{"203.0.113.128, 203.0.113.10, 203.0.113.1"}, "203.0.113.10:0"},
 		// Envoy, example 2 (0 hops, use_remote_address false): the last one.
 		{"Envoy example 2", hops(0, false, none), envoyXFF, "192.0.2.5:0"},
-		// Fewer than N+1 entries: Envoy falls back to the peer; here the
-		// left-most entry is the client.
-		{"shorter chain", hops(3, false, none), []string{"203.0.113.1, 192.0.2.5"}, "203.0.113.1:0"},
+		// Fewer than N+1 entries: Envoy falls back to the peer, and so does
+		// this (a bypassed hop would let the client's own entry be taken).
+		{"shorter chain", hops(3, false, none), []string{"203.0.113.1, 192.0.2.5"}, ""},
+		{"chain of exactly N", hops(2, false, none), []string{"203.0.113.1, 192.0.2.5"}, ""},
+		{"chain of N+1", hops(1, false, none), []string{"203.0.113.1, 192.0.2.5"}, "203.0.113.1:0"},
 		// Traefik's depth d is the d-th from the right: hops d-1, recursive
 		// off (Traefik does not check the peer; here the peer must be
 		// trusted). depth 1 → 13.0.0.1, depth 3 → 11.0.0.1; depth 5 is
-		// past the chain: Traefik gives nothing, here the left-most.
+		// past the chain: Traefik gives nothing, and neither does this.
 		{"Traefik depth 1", hops(0, false, none), traefikXFF, "13.0.0.1:0"},
 		{"Traefik depth 3", hops(2, false, none), traefikXFF, "11.0.0.1:0"},
-		{"Traefik depth 5", hops(4, false, none), traefikXFF, "10.0.0.1:0"},
+		{"Traefik depth 5", hops(4, false, none), traefikXFF, ""},
 		// With recursion, trusted entries left of the hops are skipped too.
 		{"hops then recursive", hops(1, true, tenNet), []string{"203.0.113.7, 10.1.1.1, 10.2.2.2, 198.51.100.9"}, "203.0.113.7:0"},
 		{"hops then recursive, untrusted next", hops(1, true, tenNet), []string{"203.0.113.7, 198.51.100.8, 198.51.100.9"}, "198.51.100.8:0"},
@@ -202,12 +222,13 @@ func TestTrustedHops(t *testing.T) {
 		// Across lines, and with Forwarded.
 		{"hops across lines", hops(2, false, none), []string{"203.0.113.7", "198.51.100.1, 198.51.100.2"}, "203.0.113.7:0"},
 		{"Forwarded with hops", chain{forwarded: true, hops: 1, trusted: none}, []string{`for=203.0.113.7, for="[2001:db8::5]:443"`}, "203.0.113.7:0"},
-		// An entry that does not parse stops the walk, inside the hops too.
-		{"unparsable inside the hops", hops(2, false, none), []string{"203.0.113.7, unknown, 198.51.100.2"}, "198.51.100.2:0"},
+		// An entry that does not parse stops the walk, inside the hops too;
+		// what was taken is a hop, a proxy, so the peer stays the client.
+		{"unparsable inside the hops", hops(2, false, none), []string{"203.0.113.7, unknown, 198.51.100.2"}, ""},
 		{"no chain", hops(2, false, none), nil, ""},
 		// The README's table.
 		{"README: hops 2, recursive on, 203.0.113.0/24 trusted", hops(2, true, docNet), envoyXFF, "203.0.113.128:0"},
-		{"README: hops 5", hops(5, false, none), envoyXFF, "203.0.113.128:0"},
+		{"README: hops 5", hops(5, false, none), envoyXFF, ""},
 	}
 	for _, c := range cases {
 		if got := walkString(c.c, c.lines); got != c.want {

@@ -168,3 +168,35 @@ func isTchar(c byte) bool {
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
+
+// LastElement splits the right-most element off one line of a Forwarded
+// header: elem is the text after the last comma that is not inside a
+// quoted string, start its offset in line (0 when it is the whole line).
+// ok is false when a quoted string opened in elem never closes to its left:
+// then elem is the rest of the line, which does not parse.
+//
+// A proxy appends its element at the right, so the header is read right to
+// left, element by element: what a client wrote to the left, however
+// broken, cannot undo an element a proxy appended after it.
+func LastElement(line string) (elem string, start int, ok bool) {
+	inQuote := false
+	for i := len(line) - 1; i >= 0; i-- {
+		switch line[i] {
+		case '"':
+			// A quote preceded by an odd number of backslashes is
+			// escaped (a quoted-pair inside a quoted string).
+			n := 0
+			for j := i - 1; j >= 0 && line[j] == '\\'; j-- {
+				n++
+			}
+			if n%2 == 0 {
+				inQuote = !inQuote
+			}
+		case ',':
+			if !inQuote {
+				return line[i+1:], i + 1, true
+			}
+		}
+	}
+	return line, 0, !inQuote
+}
