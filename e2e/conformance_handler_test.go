@@ -206,9 +206,11 @@ func normalise(body string, localPort int, via string) answer {
 	switch {
 	case addr == "unix:" || addr == "@":
 		addr = "unix"
-	case via == "dual":
+	default:
 		// nginx shows an IPv4 client on a dual-stack socket as ::ffff:a.b.c.d,
-		// Go as a.b.c.d: the same peer.
+		// Go as a.b.c.d: the same peer. And an IPv4-mapped header entry
+		// is the IPv4 client here, deliberately (README, "Where this
+		// differs"), where nginx keeps the mapped form: the same address.
 		if a, err := netip.ParseAddr(addr); err == nil && a.Is4In6() {
 			addr = a.Unmap().String()
 		}
