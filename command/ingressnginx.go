@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/caddy-realip/realip/handler"
 	"github.com/caddy-realip/realip/internal/ipset"
 )
@@ -25,14 +23,6 @@ var ingressNginxKeys = []struct{ name, def string }{
 	{"proxy-real-ip-cidr", "0.0.0.0/0"},
 }
 
-// configMap is the part of a ConfigMap manifest that matters here; yaml.v3
-// is already in every Caddy build (Caddy uses it), so the plugin adds none.
-type configMap struct {
-	Kind     string                `yaml:"kind"`
-	Metadata struct{ Name string } `yaml:"metadata"`
-	Data     map[string]string     `yaml:"data"`
-}
-
 // ingressNginxPlan translates an ingress-nginx controller ConfigMap, as the
 // controller's nginx.tmpl uses it: the realip module is on when
 // use-forwarded-headers, use-proxy-protocol or enable-real-ip is true, with
@@ -40,9 +30,12 @@ type configMap struct {
 // forwarded-for-header, real_ip_recursive on, and set_real_ip_from
 // proxy-real-ip-cidr.
 func ingressNginxPlan(manifest []byte, fileName string, httpPort, httpsPort int) (*plan, error) {
-	var cm configMap
-	if err := yaml.Unmarshal(manifest, &cm); err != nil {
-		return nil, fmt.Errorf("%s: not a ConfigMap manifest: %v", fileName, err)
+	if err := checkInput("--configmap", "the file name", fileName); err != nil {
+		return nil, err
+	}
+	cm, err := readConfigMap(manifest, fileName)
+	if err != nil {
+		return nil, err
 	}
 	if cm.Kind != "ConfigMap" {
 		return nil, fmt.Errorf("%s: kind is '%s', want ConfigMap (the controller's, named by its --configmap flag)", fileName, cm.Kind)
@@ -52,7 +45,7 @@ func ingressNginxPlan(manifest []byte, fileName string, httpPort, httpsPort int)
 	for _, k := range ingressNginxKeys {
 		v, from := k.def, "ingress-nginx's default"
 		if d, ok := cm.Data[k.name]; ok {
-			v, from = strings.TrimSpace(d), fmt.Sprintf("ConfigMap %s in %s", cm.Metadata.Name, fileName)
+			v, from = strings.TrimSpace(d), fmt.Sprintf("ConfigMap %s in %s", cm.Name, fileName)
 		}
 		values[k.name] = v
 		p.sources = append(p.sources, fmt.Sprintf("%s: %q  (%s)", k.name, v, from))
@@ -64,7 +57,8 @@ func ingressNginxPlan(manifest []byte, fileName string, httpPort, httpsPort int)
 		}
 		return b, nil
 	}
-	useProxyProtocol, err := flag("use-proxy-protocol")
+	var useProxyProtocol bool
+	useProxyProtocol, err = flag("use-proxy-protocol")
 	if err != nil {
 		return nil, err
 	}

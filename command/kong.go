@@ -61,7 +61,11 @@ func readKongConf(r io.Reader) (map[string]string, error) {
 		if !ok {
 			return nil, fmt.Errorf("kong.conf line %d: want key = value, got '%s'", n, line)
 		}
-		conf[strings.ToLower(strings.TrimSpace(key))] = strings.TrimSpace(value)
+		key, value = strings.ToLower(strings.TrimSpace(key)), strings.TrimSpace(value)
+		if err := checkInput(fmt.Sprintf("kong.conf line %d", n), key, key+" = "+value); err != nil {
+			return nil, err
+		}
+		conf[key] = value
 	}
 	return conf, sc.Err()
 }
@@ -79,6 +83,9 @@ func kongPlan(env func(string) string, conf map[string]string, confName string) 
 		}
 		if e := env(envName); strings.TrimSpace(e) != "" {
 			v, from = e, "environment "+envName
+		}
+		if err := checkInput(from, k.name, v); err != nil {
+			return nil, err
 		}
 		v = strings.TrimSpace(v)
 		values[k.name] = v
@@ -197,7 +204,10 @@ func kongListeners(value string) ([]listener, error) {
 		l.serverLines = keepalive
 		switch addr, err := netip.ParseAddr(host); {
 		case err != nil:
-			l.bind = host // a host name
+			if !isHostName(host) {
+				return nil, fmt.Errorf("%s; got '%s' (the address '%s' is neither an IP address nor a host name)", usage, entry, host)
+			}
+			l.bind = host
 		case addr.IsUnspecified() && addr.Is4():
 			l.notes = append(l.notes, "0.0.0.0: Caddy listens on every IPv4 and IPv6 address.")
 		case addr.IsUnspecified() && ipv6only:
@@ -231,4 +241,21 @@ var kongUpstreamHeaders = [][2]string{
 	{"X-Forwarded-Host", "{http.real_ip.upstream.x_forwarded_host}"},
 	{"X-Forwarded-Port", "{http.real_ip.upstream.x_forwarded_port}"},
 	{"X-Forwarded-Path", "{http.real_ip.upstream.x_forwarded_path}"},
+}
+
+// isHostName reports whether s is a DNS host name (letters, digits, '-'
+// and '.'): only such a name is written as a bind token, so nothing Caddy
+// reads specially ({$ENV}, {placeholders}, quotes, braces) reaches the
+// output.
+func isHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return s[0] != '-' && s[0] != '.'
 }
