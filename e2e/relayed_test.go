@@ -127,3 +127,39 @@ backend caddy
 	}
 	check("HAProxy send-proxy from a UNIX socket", xff, got, "127.0.0.1 peer false")
 }
+
+// TestImportRefusesCraftedInput runs the built binary's importers on the
+// inputs that made them print a config with the admin API on every
+// interface, or an extra site: both refuse, naming the key, and print
+// nothing.
+func TestImportRefusesCraftedInput(t *testing.T) {
+	dir := t.TempDir()
+	cm := filepath.Join(dir, "cm.yaml")
+	crafted := "kind: ConfigMap\nmetadata:\n  name: \"x)\\n{\\n\\tadmin 0.0.0.0:2019\\n}\\n#\"\ndata:\n  use-forwarded-headers: \"true\"\n"
+	if err := os.WriteFile(cm, []byte(crafted), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"ingress-nginx, crafted metadata.name", nil, []string{"real-ip", "import", "ingress-nginx", "--configmap", cm}, "metadata.name has the control character U+000A"},
+		{"kong, KONG_REAL_IP_RECURSIVE with a newline", []string{"KONG_TRUSTED_IPS=10.0.0.0/8", "KONG_REAL_IP_RECURSIVE=on\n}\nhttp://:2019 {\n\trespond owned\n}\n#"},
+			[]string{"real-ip", "import", "kong"}, "real_ip_recursive has the control character U+000A"},
+	}
+	for _, c := range cases {
+		cmd := exec.Command(caddyBin, c.args...)
+		cmd.Env = append(os.Environ(), c.env...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if err == nil || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%s: %v, stderr %q, want %q", c.name, err, stderr.String(), c.want)
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("%s: printed a config:\n%s", c.name, stdout.String())
+		}
+	}
+}
