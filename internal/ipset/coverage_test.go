@@ -71,3 +71,15 @@ func TestCoversEveryAddress(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCoversEveryAddress100k is the published source's guard on a
+// 100,000-range list, run once per download, off the request path.
+func BenchmarkCoversEveryAddress100k(b *testing.B) {
+	var ranges []netip.Prefix
+	for _, s := range randomPrefixes(100_000, 1) {
+		ranges = append(ranges, netip.MustParsePrefix(s).Masked())
+	}
+	for b.Loop() {
+		CoversEveryAddress(ranges) // random lists of this size do cover all of IPv4: many /8s
+	}
+}
