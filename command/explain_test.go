@@ -108,3 +108,17 @@ func TestExplainStdinIsBounded(t *testing.T) {
 		t.Errorf("a 15 KB header: %v %q", err, lastLine(got))
 	}
 }
+
+// explain says why a chain no longer than the trusted hops leaves the peer.
+func TestExplainShortChainWithHops(t *testing.T) {
+	out, err := runExplain(t, "", "--trusted-ips", "10.0.0.0/8", "--header", "X-Forwarded-For", "--trusted-hops", "2",
+		"--peer", "10.0.0.1:1", "--value", "203.0.113.1, 192.0.2.5")
+	if err != nil || !strings.Contains(out, "no entry left of the trusted hops") || lastLine(out) != "client: 10.0.0.1:1 (source peer)" {
+		t.Errorf("%v\n%s", err, out)
+	}
+	out, err = runExplain(t, "", "--trusted-ips", "10.0.0.0/8", "--header", "X-Forwarded-For", "--trusted-hops", "2",
+		"--peer", "10.0.0.1:1", "--value", "203.0.113.7, unknown, 198.51.100.2")
+	if err != nil || !strings.Contains(out, "the entries taken are trusted hops") || lastLine(out) != "client: 10.0.0.1:1 (source peer)" {
+		t.Errorf("%v\n%s", err, out)
+	}
+}

@@ -107,9 +107,12 @@ func (ex *Explanation) String() string {
 			fmt.Fprintf(&b, "  line %d, %s%s: %s\n", s.Line+1, token, trust, s.Verdict)
 		}
 		if n := len(ex.Steps); n > 0 && ex.Steps[n-1].Verdict == VerdictUnparsable {
-			if ex.Source == "header" {
+			switch {
+			case ex.Source == "header":
 				b.WriteString("  the last entry taken stands\n")
-			} else {
+			case n > 1 && ex.Hops > 0:
+				b.WriteString("  the entries taken are trusted hops, proxies: the peer stays the client\n")
+			default:
 				b.WriteString("  nothing was taken: the peer stays the client\n")
 			}
 		}
