@@ -124,3 +124,58 @@ func FuzzForwardedFor(f *testing.F) {
 		}
 	})
 }
+
+func TestLastElement(t *testing.T) {
+	cases := []struct {
+		line, elem string
+		start      int
+		ok         bool
+	}{
+		{`for=a, for=b`, ` for=b`, 6, true},
+		{`for=a`, `for=a`, 0, true},
+		{`for="a,b", for=c`, ` for=c`, 10, true},
+		{`for=c, for="a,b"`, ` for="a,b"`, 6, true},
+		{`junk, for="x`, `junk, for="x`, 0, false},
+		{`for="a\"", for=c`, ` for=c`, 10, true},
+		{`for="a\", for=c`, ` for=c`, 9, true},
+		{``, ``, 0, true},
+	}
+	for _, c := range cases {
+		elem, start, ok := LastElement(c.line)
+		if elem != c.elem || start != c.start || ok != c.ok {
+			t.Errorf("%q: %q %d %v, want %q %d %v", c.line, elem, start, ok, c.elem, c.start, c.ok)
+		}
+	}
+}
+
+// FuzzLastElement: splitting a line element by element, right to left,
+// ends, and the pieces put back together are the line.
+func FuzzLastElement(f *testing.F) {
+	for _, s := range []string{`for=a, for=b`, `for="a,b", for=c`, `junk, for="x`, `for="a\"", for=c`, `,,,`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		var pieces []string
+		rest := line
+		for n := 0; ; n++ {
+			if n > len(line)+1 {
+				t.Fatalf("%q: no end", line)
+			}
+			elem, start, ok := LastElement(rest)
+			if start < 0 || start > len(rest) || rest[start:] != elem {
+				t.Fatalf("%q: element %q at %d", rest, elem, start)
+			}
+			pieces = append([]string{elem}, pieces...)
+			if !ok || start == 0 {
+				if start != 0 {
+					t.Fatalf("%q: broken element not at the start", rest)
+				}
+				break
+			}
+			rest = rest[:start-1]
+		}
+		if got := strings.Join(pieces, ","); got != line {
+			t.Fatalf("%q: pieces %q", line, pieces)
+		}
+	})
+}
