@@ -10,15 +10,27 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-realip/realip/internal/conninfo"
 )
 
 // provisioned provisions h as Caddy does, on a server (so its metrics are
 // counted, as in production).
 func provisioned(t testing.TB, h Handler) *Handler {
 	t.Helper()
+	return provisionedOn(t, h, false)
+}
+
+// provisionedOn is provisioned on a server that has the listener wrapper
+// when wrapped.
+func provisionedOn(t testing.TB, h Handler, wrapped bool) *Handler {
+	t.Helper()
 	srv := &caddyhttp.Server{Listen: []string{":8080"}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.WithValue(context.Background(), caddyhttp.ServerCtxKey, srv)})
 	t.Cleanup(cancel)
+	if wrapped {
+		conninfo.MarkServer(ctx, srv)
+	}
 	if err := h.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}

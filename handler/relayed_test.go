@@ -3,7 +3,6 @@ package handler
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/hex"
 	"net"
 	"net/http"
@@ -20,20 +19,6 @@ import (
 
 	"github.com/caddy-realip/realip/internal/conninfo"
 )
-
-// wrappedProvisioned provisions h on a server that has the listener
-// wrapper.
-func wrappedProvisioned(t testing.TB, h Handler) *Handler {
-	t.Helper()
-	srv := &caddyhttp.Server{Listen: []string{":8443"}}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.WithValue(context.Background(), caddyhttp.ServerCtxKey, srv)})
-	t.Cleanup(cancel)
-	conninfo.MarkServer(ctx, srv)
-	if err := h.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return &h
-}
 
 // fakeConn is a connection whose RemoteAddr is the wrapper's.
 type fakeConn struct {
@@ -114,7 +99,7 @@ func TestRelayedUnknownIsNotTrusted(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := wrappedProvisioned(t, c.h)
+			h := provisionedOn(t, c.h, true)
 			r, repl := wrappedRequest(t, "10.0.0.5:4000", parseHeader(t, c.header), forged.Clone())
 			if err := h.ServeHTTP(httptest.NewRecorder(), r, nextOK); err != nil {
 				t.Fatal(err)
@@ -139,7 +124,7 @@ func TestRelayedUnknownIsNotTrusted(t *testing.T) {
 // balancer that the wrapper trusts: the client is the balancer, as nginx
 // answers (nginx-tests proxy_protocol_ipv6.t, location /t).
 func TestProxyProtocolUntrustedBalancerIsTheClient(t *testing.T) {
-	h := wrappedProvisioned(t, Handler{TrustedIPs: []string{"192.0.2.0/24"}, RealIPHeader: "proxy_protocol"})
+	h := provisionedOn(t, Handler{TrustedIPs: []string{"192.0.2.0/24"}, RealIPHeader: "proxy_protocol"}, true)
 	r, repl := wrappedRequest(t, "10.0.0.5:4000", parseHeader(t, "PROXY TCP4 203.0.113.9 10.0.0.1 5555 80\r\n"), nil)
 	if r.RemoteAddr != "203.0.113.9:5555" {
 		t.Fatalf("before the handler: %q", r.RemoteAddr)
@@ -159,7 +144,7 @@ func TestProxyProtocolUntrustedBalancerIsTheClient(t *testing.T) {
 		}
 	}
 	// Trusted: the PROXY source.
-	h = wrappedProvisioned(t, Handler{TrustedIPs: []string{"10.0.0.0/8"}, RealIPHeader: "proxy_protocol"})
+	h = provisionedOn(t, Handler{TrustedIPs: []string{"10.0.0.0/8"}, RealIPHeader: "proxy_protocol"}, true)
 	r, _ = wrappedRequest(t, "10.0.0.5:4000", parseHeader(t, "PROXY TCP4 203.0.113.9 10.0.0.1 5555 80\r\n"), nil)
 	if err := h.ServeHTTP(httptest.NewRecorder(), r, nextOK); err != nil {
 		t.Fatal(err)
