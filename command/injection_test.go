@@ -28,6 +28,8 @@ func TestImportRefusesInjection(t *testing.T) {
 		{"invalid UTF-8", manifest("c", "x", "\xff"), "cm.yaml: not a ConfigMap manifest"},
 		{"a namespace", []byte("kind: ConfigMap\nmetadata:\n  name: c\n  namespace: \"a\\nb\"\n"), "metadata.namespace has the control character"},
 		{"a header with a brace", manifest("c", "use-forwarded-headers", `"true"`+"\n  forwarded-for-header: \"{$X}\""), "forwarded-for-header"},
+		{"an environment variable in a key", manifest("c", `"@2{$"`, `"0"`), "has '{$' at byte 2"},
+		{"an environment variable in a value", manifest("c", "x", `"{$HOME}"`), "data.x has '{$'"},
 		{"a duplicate key", manifest("c", "enable-real-ip", `"false"`+"\n  enable-real-ip: \"true\""), "data.enable-real-ip is given twice"},
 	}
 	for _, c := range cases {
@@ -49,9 +51,11 @@ func TestImportRefusesInjection(t *testing.T) {
 	}{
 		{"KONG_REAL_IP_RECURSIVE with a newline", map[string]string{"KONG_REAL_IP_RECURSIVE": "on\n}\n:2019 {\n\trespond owned"}, "", "real_ip_recursive has the control character U+000A"},
 		{"KONG_PROXY_LISTEN with a newline", map[string]string{"KONG_PROXY_LISTEN": "0.0.0.0:8000\n:2019"}, "", "proxy_listen has the control character"},
-		{"a host that is not a name", map[string]string{"KONG_PROXY_LISTEN": "{$SECRET}:8000"}, "", "neither an IP address nor a host name"},
+		{"a host that is not a name", map[string]string{"KONG_PROXY_LISTEN": "{SECRET}:8000"}, "", "neither an IP address nor a host name"},
+		{"a host that is an environment variable", map[string]string{"KONG_PROXY_LISTEN": "{$SECRET}:8000"}, "", "proxy_listen has '{$'"},
 		{"a host with a brace", map[string]string{"KONG_PROXY_LISTEN": "a{:8000"}, "", "neither an IP address nor a host name"},
 		{"kong.conf with a control character", nil, "real_ip_header = X-Real\x01IP\n", "kong.conf line 1: real_ip_header has the control character U+0001"},
+		{"an environment variable in KONG_TRUSTED_IPS", map[string]string{"KONG_TRUSTED_IPS": "10.0.0.0/8,{$X"}, "", "trusted_ips has '{$'"},
 		{"a header with a placeholder", map[string]string{"KONG_REAL_IP_HEADER": "{env.X}"}, "", "not a valid header name"},
 	}
 	for _, c := range kong {

@@ -2,6 +2,7 @@ package command
 
 import (
 	"fmt"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -13,13 +14,18 @@ import (
 // written into: invalid UTF-8 and control characters (a newline ends a
 // comment and starts a directive; a carriage return, form feed or NUL is
 // read differently by editors, terminals and Caddy's lexer). A tab is white
-// space and allowed. Everything else reaches the output as a comment
+// space and allowed. "{$" is refused too (see below). Everything else reaches the output as a comment
 // (quoted with %q where it is a value) or as a token that a parser has
 // checked first (addresses, ports, durations, header names), so braces
 // and quotes in it cannot open a block.
 func checkInput(where, key, value string) error {
 	if !utf8.ValidString(value) {
 		return fmt.Errorf("%s: %s is not valid UTF-8: refused, so that nothing in it can change the generated Caddyfile", where, key)
+	}
+	// Caddy replaces {$VAR} before it reads a Caddyfile's tokens, in
+	// comments too: an unclosed one swallows the text up to the next "}".
+	if i := strings.Index(value, "{$"); i >= 0 {
+		return fmt.Errorf("%s: %s has '{$' at byte %d, which Caddy reads as an environment variable anywhere in a Caddyfile, comments included: refused, so that nothing in it can change the generated Caddyfile", where, key, i)
 	}
 	for i, r := range value {
 		if r != '\t' && (unicode.IsControl(r) || r == '\u2028' || r == '\u2029') {
