@@ -273,17 +273,17 @@ func (h *Handler) decide(res *result, header http.Header, trace *[]Step) {
 	res.set = set
 	res.trusted = set.ContainsPeer(res.peer, res.peerUnix)
 	res.headersTrusted = res.trusted
-	if res.trusted && res.conn.RelayedUnknown() {
+	relayedUnknown := res.trusted && res.conn.RelayedUnknown()
+	if relayedUnknown {
 		// The balancer relayed a client it could not name: the request's
 		// headers are that client's, so they are judged as an untrusted
 		// peer's (in proxy_protocol mode the client stays the balancer).
-		res.relayedUnknown = true
 		res.headersTrusted = false
 		if h.mode != modeProxyProtocol {
 			res.trusted = false
 		}
 	}
-	if !res.trusted || res.relayedUnknown {
+	if !res.trusted || relayedUnknown {
 		return
 	}
 	var e forwarded.Entry

@@ -41,9 +41,6 @@ type result struct {
 	// whoever wrote the request's headers is trusted: the peer, or in
 	// proxy_protocol mode the PROXY source
 	headersTrusted bool
-	// the connection's PROXY header relayed a client it does not name
-	// (conninfo.Info.RelayedUnknown), so the peer was not trusted
-	relayedUnknown bool
 	source         source
 	h              *Handler   // for {http.real_ip.trusted_chain}, which walks the header again
 	set            *ipset.Set // the trusted set the decision was made with
