@@ -148,7 +148,7 @@ func (p *plan) caddyfile() []byte {
 					fmt.Fprintf(&b, "\t# %s\n", n)
 				}
 			}
-			fmt.Fprintf(&b, "\treal_ip %s {\n\t\treal_ip_header %s\n", trusted, p.header)
+			fmt.Fprintf(&b, "\treal_ip %s {\n\t\treal_ip_header %s\n", trusted, headerToken(p.header))
 			if p.recursive {
 				b.WriteString("\t\treal_ip_recursive on\n")
 			}
@@ -211,4 +211,16 @@ func adapt(cf []byte) ([]byte, error) {
 	}
 	pretty.WriteByte('\n')
 	return pretty.Bytes(), nil
+}
+
+// headerToken writes a checked header name as one Caddyfile token. "#" and
+// "`" are token characters in HTTP (RFC 9110, 5.6.2) but open a comment or
+// a backtick-quoted token at the start of a Caddyfile token, so such a name
+// is written in double quotes. A checked name holds no white space, '"' or
+// '\', so quoting it is exact.
+func headerToken(name string) string {
+	if strings.HasPrefix(name, "#") || strings.HasPrefix(name, "`") {
+		return `"` + name + `"`
+	}
+	return name
 }

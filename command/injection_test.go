@@ -117,6 +117,29 @@ func checkOutput(t *testing.T, p *plan) {
 	if len(http.Servers) > len(p.listeners) {
 		t.Fatalf("%d servers for %d listeners:\n%s", len(http.Servers), len(p.listeners), cf)
 	}
+	// Every real_ip handler reads the header the plan names, letter for
+	// letter: a name the lexer reads differently ("#..." is a comment) fails.
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if v["handler"] == "real_ip" {
+				if got, _ := v["real_ip_header"].(string); got != p.header && (got != "" || p.header != "X-Real-IP") {
+					t.Fatalf("a real_ip handler reads %q, the plan says %q:\n%s", got, p.header, cf)
+				}
+			}
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	var all any
+	_ = json.Unmarshal(js, &all)
+	walk(all)
 }
 
 // FuzzImportIngressNginx feeds arbitrary ConfigMap names, keys and values
@@ -127,6 +150,7 @@ func FuzzImportIngressNginx(f *testing.F) {
 	f.Add("x)\n{\n\tadmin 0.0.0.0:2019\n}\n#", "ns", "use-proxy-protocol", "true", "proxy-real-ip-cidr", "10.0.0.0/8")
 	f.Add("c", "n", "enable-real-ip", "true", "forwarded-for-header", "CF-Connecting-IP\n}\n:2019 {")
 	f.Add("c", "n", "k\n}", "v", "proxy-protocol-header-timeout", "3s")
+	f.Add("c", "n", "forwarded-for-header", "#0", "proxy-real-ip-cidr", "0.0.0.0/0")
 	f.Fuzz(func(t *testing.T, name, namespace, k1, v1, k2, v2 string) {
 		// Quoted YAML strings carry any text, as a real manifest can.
 		q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
@@ -146,6 +170,8 @@ func FuzzImportKong(f *testing.F) {
 	f.Add("0.0.0.0:8000, 0.0.0.0:8443 ssl", "10.0.0.0/8", "X-Forwarded-For", "on")
 	f.Add("0.0.0.0:8000 proxy_protocol", "", "proxy_protocol", "on\n}\n:2019 {")
 	f.Add("kong.internal:8000", "10.0.0.1", "X-Real-IP", "off")
+	f.Add("0.0.0.0:8000", "10.0.0.0/8", "#0", "on")
+	f.Add("0.0.0.0:8000", "10.0.0.0/8", "`x`", "on")
 	f.Fuzz(func(t *testing.T, listen, trusted, header, recursive string) {
 		env := map[string]string{"KONG_PROXY_LISTEN": listen, "KONG_TRUSTED_IPS": trusted, "KONG_REAL_IP_HEADER": header, "KONG_REAL_IP_RECURSIVE": recursive}
 		p, err := kongPlan(func(k string) string { return env[k] }, map[string]string{}, "kong.conf")
