@@ -1,19 +1,22 @@
 #!/bin/sh
 # The whole test suite: vet and staticcheck, unit and in-process tests, end-to-end tests
 # against the Caddy binary built once by ./xcaddy.sh, conformance tests
-# against nginx, topology tests (network namespaces, nftables, HAProxy), all
-# under the race detector; then a short run of every fuzz target. What the
+# against nginx, cluster tests (a real kube-apiserver and kube-proxy in
+# network namespaces, with HAProxy as the cloud's balancers), all under the
+# race detector; then a short run of every fuzz target. What the
 # tests need from Debian is installed here if missing and we are root.
 set -eu
 cd "$(dirname "$0")"
 
 # nginx (Debian's nginx-light) is the reference for the conformance tests;
-# HAProxy and nftables rebuild a cluster's data path for the topology tests
-# (which also need root, for network namespaces).
+# the cluster tests (root, for network namespaces) run Debian's etcd and
+# HAProxy, and kube-proxy in nftables and in iptables mode.
 need=""
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx-light"
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need="$need haproxy"
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need="$need nftables"
+command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
+command -v iptables-restore >/dev/null 2>&1 || [ -x /usr/sbin/iptables-restore ] || need="$need iptables"
 if [ -n "$need" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "installing$need"
@@ -24,7 +27,7 @@ if [ -n "$need" ]; then
 		echo "nginx is needed for the conformance tests: sudo apt-get install -y nginx-light" >&2
 		exit 1
 	else
-		echo "note:$need missing; the topology tests will say how to run them (as root)" >&2
+		echo "note:$need missing; the cluster tests will say how to run them (as root)" >&2
 	fi
 fi
 
@@ -38,8 +41,13 @@ FUZZTIME=${FUZZTIME:-50000x}
 echo "== go vet, staticcheck"
 go vet ./...
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+if [ "$(id -u)" = 0 ]; then
+	echo "== kube-apiserver and kube-proxy for the cluster tests (built once, cached by version)"
+	REALIP_KUBE_BIN=$(./e2e/kube/build.sh)
+	export REALIP_KUBE_BIN
+fi
 echo "== go test -race (the e2e tests' Caddy binary is built with -race too)"
-REALIP_RACE=1 go test -race -count=1 -timeout 20m ./...
+REALIP_RACE=1 go test -race -count=1 -timeout 30m ./...
 echo "== examples/kubernetes (a Go module of its own: manifests, Caddyfiles, Dockerfile)"
 (cd examples/kubernetes && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./... && go test -count=1 ./...)
 echo "== fuzz ($FUZZTIME each)"

@@ -37,8 +37,8 @@ func requireNetns(t *testing.T) {
 	if len(missing) == 0 {
 		return
 	}
-	msg := fmt.Sprintf("the topology tests need %s: run ./test.sh as root (it installs Debian's haproxy and nftables), "+
-		"or as root: apt-get install -y haproxy nftables && go test ./e2e -run Topology", strings.Join(missing, ", "))
+	msg := fmt.Sprintf("the network tests need %s: run ./test.sh as root (it installs Debian's haproxy and nftables), "+
+		"or as root: apt-get install -y haproxy nftables && go test ./e2e -run Cluster", strings.Join(missing, ", "))
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
