@@ -394,7 +394,17 @@ func testClusterPaths(t *testing.T, mode string) {
 	c.setEndpoints("default", "web-local", map[string]int{"http": 8100}, podEndpoint{podA, true})
 	c.setEndpoints("default", "web-cluster", map[string]int{"http": 8100}, podEndpoint{podA, true})
 	c.setEndpoints("default", "web-instance", map[string]int{"proxy": 8080, "proxy-tls": 8443}, podEndpoint{podA, true})
-	hcPort := int(local["spec"].(map[string]any)["healthCheckNodePort"].(float64))
+	hcPortField, ok := local["spec"].(map[string]any)["healthCheckNodePort"].(float64)
+	if !ok {
+		t.Fatalf("web-local has no healthCheckNodePort (Kubernetes allocates one only with externalTrafficPolicy: Local): %v", local["spec"])
+	}
+	hcPort := int(hcPortField)
+
+	forgedPP := fmt.Sprintf("PROXY TCP4 %s %s 1234 80\r\n", clForged, clCloudPub)
+	forgedXFF := "X-Forwarded-For: " + clForged
+	nlbV2, nlbV1, nlbInstance := clCloudPub+":80", clCloudPub+":81", clCloudPub+":82"
+	alb, edge, tierDirect := clCloudPub+":8080", clCloudPub+":8090", clCloudPub+":8092"
+	node1, node2 := c.nodes[0], c.nodes[1]
 
 	// The cloud: HAProxy, and the passthrough balancer polling the
 	// health-check node port every second.
@@ -405,12 +415,17 @@ func testClusterPaths(t *testing.T, mode string) {
 	c.lab.start(c.cloud, nil, "haproxy", "-db", "-f", haproxyCfg)
 	const interval = time.Second
 	c.passthrough(clLocalVIP, hcPort, "/", interval)
-
-	forgedPP := fmt.Sprintf("PROXY TCP4 %s %s 1234 80\r\n", clForged, clCloudPub)
-	forgedXFF := "X-Forwarded-For: " + clForged
-	nlbV2, nlbV1, nlbInstance := clCloudPub+":80", clCloudPub+":81", clCloudPub+":82"
-	alb, edge, tierDirect := clCloudPub+":8080", clCloudPub+":8090", clCloudPub+":8092"
-	node1, node2 := c.nodes[0], c.nodes[1]
+	// Ready when HAProxy listens and kube-proxy on both nodes has taken the
+	// Services: the node ports answer, and so does the Cluster balancer
+	// address through each node.
+	for _, addr := range []string{nlbV2, alb, edge} {
+		c.waitConnect(c.client, addr)
+	}
+	for _, n := range c.nodes {
+		c.waitConnect(c.cloud, n.ip+":30080")
+		c.route(clClusterIP, []string{n.ip})
+		c.waitConnect(c.client, clClusterIP+":80")
+	}
 
 	t.Run("externalTrafficPolicy Local", func(t *testing.T) {
 		c.use(t)
@@ -604,6 +619,22 @@ func testClusterPaths(t *testing.T, mode string) {
 		c.api.do("DELETE", "/api/v1/namespaces/default/services/"+name, nil, 200)
 	}
 	t.Run("examples", func(t *testing.T) { testClusterExamples(t, c) })
+}
+
+// waitConnect waits until a connection from namespace ns to addr is
+// accepted.
+func (c *cluster) waitConnect(ns, addr string) {
+	c.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		conn, err := dialIn(ns, addr)
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s from %s: %v", addr, ns, err)
+		}
+	}
 }
 
 // waitHealthy waits until the passthrough balancer for vip sends to
