@@ -89,8 +89,17 @@ func UnmarshalHandler(d *caddyfile.Dispenser, hd *handler.Handler) error {
 				return d.Errf("real_ip_trusted_hops takes a number of proxies, 0 or more, got '%s'", v)
 			}
 			hd.RealIPTrustedHops = n
+		case "port_maps":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("port_maps takes HOST_PORT:LISTEN_PORT pairs, such as port_maps 80:8000 443:8443")
+			}
+			if _, err := handler.ParsePortMaps(args); err != nil {
+				return d.Errf("%v", err)
+			}
+			hd.PortMaps = append(hd.PortMaps, args...)
 		default:
-			return d.Errf("unrecognized real_ip option '%s' (want trusted_ips, trusted_ips_source, real_ip_header, real_ip_recursive or real_ip_trusted_hops)", d.Val())
+			return d.Errf("unrecognized real_ip option '%s' (want trusted_ips, trusted_ips_source, real_ip_header, real_ip_recursive, real_ip_trusted_hops or port_maps)", d.Val())
 		}
 	}
 	if d.Next() {

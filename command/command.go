@@ -64,7 +64,7 @@ equivalent become comments that say what Caddy does instead.
 					return fmt.Errorf("%s: %w", confPath, err)
 				}
 			}
-			p, err := kongPlan(os.Getenv, conf, confPath)
+			p, err := kongPlan(os.Environ(), conf, confPath)
 			if err != nil {
 				return err
 			}
@@ -106,7 +106,8 @@ comment.
 			}
 			httpPort, _ := cmd.Flags().GetInt("http-port")
 			httpsPort, _ := cmd.Flags().GetInt("https-port")
-			p, err := ingressNginxPlan(manifest, path, httpPort, httpsPort)
+			healthzPort, _ := cmd.Flags().GetInt("healthz-port")
+			p, err := ingressNginxPlan(manifest, path, httpPort, httpsPort, healthzPort)
 			if err != nil {
 				return err
 			}
@@ -117,6 +118,7 @@ comment.
 	c.Flags().String("configmap", "", "the controller ConfigMap manifest (YAML)")
 	c.Flags().Int("http-port", 80, "the controller's --http-port")
 	c.Flags().Int("https-port", 443, "the controller's --https-port")
+	c.Flags().Int("healthz-port", 10254, "the controller's --healthz-port, where the kubelet's probes go (0: no probe server)")
 	addOutputFlags(c)
 	return c
 }
@@ -124,10 +126,18 @@ comment.
 func addOutputFlags(c *cobra.Command) {
 	c.Flags().String("upstream", "", "the upstream URL for each site's reverse_proxy (without it: a respond placeholder)")
 	c.Flags().Bool("json", false, "print the adapted JSON instead of the Caddyfile")
+	c.Flags().Bool("accept-more-trust", false, "write a config that trusts more than the source did instead of failing (PROXY listeners with nothing trusted)")
 }
 
 // write prints the plan as a Caddyfile, or as JSON with --json.
 func write(cmd *cobra.Command, p *plan) error {
+	p.acceptMoreTrust, _ = cmd.Flags().GetBool("accept-more-trust")
+	if err := p.checkTrust(); err != nil {
+		return err
+	}
+	for _, k := range p.untranslated {
+		fmt.Fprintf(cmd.ErrOrStderr(), "caddy real-ip %s: not translated: %s\n", p.command, k)
+	}
 	out := p.caddyfile()
 	if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
 		var err error

@@ -2,9 +2,12 @@ package command
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 
@@ -23,6 +26,14 @@ type listener struct {
 	proxyProtocol bool
 	h2c           bool     // cleartext HTTP/2 (prior knowledge) besides HTTP/1.1
 	serverLines   []string // more lines for the servers block (keepalive, ...)
+}
+
+// probe is a plain HTTP server for the kubelet's probes: no listener
+// wrapper (a probe sends no PROXY header), answering 200 on each path.
+type probe struct {
+	origin string
+	port   int
+	paths  []string
 }
 
 // serverKey is the listen address Caddy gives the site's server, which a
@@ -56,6 +67,39 @@ type plan struct {
 	headerUp     [][2]string // reverse_proxy header_up lines, in order
 	dropPrefix   bool        // Kong: drop X-Forwarded-Prefix from untrusted peers
 	handlerNotes []string    // what differs from the source behind a PROXY listener
+	fullXFF      string      // ingress-nginx's $full_x_forwarded_for: the address appended, "" when not computed
+	cert         string      // the source's certificate and key files, "" for a self-signed default
+	certKey      string
+	certFrom     string   // where they were set
+	certName     string   // a name in the certificate, for fallback_sni; "" when it could not be read
+	probe        *probe   // a server for the kubelet's probes, without the wrapper
+	portMaps     []string // Kong's port_maps, for the handler
+	untranslated []string // keys the source was given that this file does not translate
+
+	// acceptMoreTrust: --accept-more-trust, writing a config that trusts
+	// more than the source did rather than failing.
+	acceptMoreTrust bool
+}
+
+// checkTrust refuses a plan that would trust more than its source: PROXY
+// listeners with nothing trusted. Kong and ingress-nginx then read the
+// header from every sender but keep the balancer's address as the client;
+// Caddy's wrapper needs trusted senders, and trusting all of them makes
+// every header's source the client.
+func (p *plan) checkTrust() error {
+	if len(p.trustedIPs) == 0 && p.hasProxyProtocol() && !p.acceptMoreTrust {
+		return fmt.Errorf("the source reads PROXY headers but trusts no sender (no %s), so it keeps the balancer's address as the client; "+
+			"the real_ip listener wrapper needs trusted senders: set them to your balancers' ranges, or pass --accept-more-trust "+
+			"to trust every sender (every PROXY header's source becomes the client: more trust than the source had)", p.trustedName())
+	}
+	return nil
+}
+
+func (p *plan) trustedName() string {
+	if p.command == "import ingress-nginx" {
+		return "proxy-real-ip-cidr"
+	}
+	return "trusted_ips"
 }
 
 // caddyfile writes the plan as a Caddyfile.
@@ -67,6 +111,12 @@ func (p *plan) caddyfile() []byte {
 	}
 	for _, n := range p.notes {
 		fmt.Fprintf(&b, "# %s\n", n)
+	}
+	if len(p.untranslated) > 0 {
+		fmt.Fprintf(&b, "# Not translated (no client-address meaning, or no Caddy equivalent here): %d.\n", len(p.untranslated))
+		for _, k := range p.untranslated {
+			fmt.Fprintf(&b, "#   %s\n", k)
+		}
 	}
 	trusted := strings.Join(p.trustedIPs, " ")
 	wrapperTrusted := trusted
@@ -102,12 +152,30 @@ func (p *plan) caddyfile() []byte {
 			fmt.Fprintf(&servers, "\tservers %s {\n%s\n\t}\n", l.serverKey(), strings.Join(lines, "\n"))
 		}
 	}
-	if servers.Len() > 0 {
+	var global bytes.Buffer
+	if p.hasHTTPS() {
+		// Caddy's automatic HTTPS would add a redirect server on :80, a
+		// port the source never listened on (and one a non-root process
+		// cannot bind), and would install its root CA into the system's
+		// trust store on the first run as root.
+		global.WriteString("\t# Only the source's ports: no HTTP->HTTPS redirect server on :80.\n" +
+			"\tauto_https disable_redirects\n" +
+			"\t# Caddy's internal CA stays out of the system's trust store.\n" +
+			"\tskip_install_trust\n")
+		switch {
+		case p.cert == "":
+			global.WriteString("\t# Clients that ask for any other name get the localhost certificate.\n\tfallback_sni localhost\n")
+		case p.certName != "":
+			fmt.Fprintf(&global, "\t# Clients that ask for any other name get the source's certificate, as in the source.\n\tfallback_sni %s\n", p.certName)
+		}
+	}
+	if servers.Len() > 0 || global.Len() > 0 {
 		b.WriteString("{\n")
+		b.Write(global.Bytes())
 		if len(p.trustedIPs) == 0 && p.hasProxyProtocol() {
 			b.WriteString("\t# Nothing is trusted in the source, which still reads a PROXY header from every\n" +
-				"\t# sender on these ports; the wrapper does too, and then uses the header's source as\n" +
-				"\t# the client address (the source would have kept the balancer's address).\n")
+				"\t# sender on these ports; --accept-more-trust made the wrapper use the header's\n" +
+				"\t# source as the client address (the source kept the balancer's address).\n")
 		}
 		b.Write(servers.Bytes())
 		b.WriteString("}\n")
@@ -126,14 +194,27 @@ func (p *plan) caddyfile() []byte {
 		if l.https {
 			scheme = "https"
 		}
-		fmt.Fprintf(&b, "%s://:%d {\n", scheme, l.port)
+		if l.https && p.cert == "" {
+			// A catch-all site that also names localhost: Caddy's internal
+			// CA issues one certificate, for localhost, at start (no
+			// on-demand issuance), and fallback_sni serves it for every
+			// name, as the source's self-signed default (CN=localhost).
+			fmt.Fprintf(&b, "%s://:%d, %s://localhost:%d {\n", scheme, l.port, scheme, l.port)
+		} else {
+			fmt.Fprintf(&b, "%s://:%d {\n", scheme, l.port)
+		}
 		if l.bind != "" {
 			fmt.Fprintf(&b, "\tbind %s\n", l.bind)
 		}
 		if l.https {
-			b.WriteString("\t# A certificate from Caddy's internal CA for any name, as the source's default\n" +
-				"\t# self-signed one; with your own: tls /path/to/cert.pem /path/to/key.pem\n" +
-				"\ttls internal {\n\t\ton_demand\n\t}\n")
+			if p.cert != "" {
+				fmt.Fprintf(&b, "\t# The source's certificate (%s).\n\ttls %s %s\n", p.certFrom, p.cert, p.certKey)
+			} else {
+				b.WriteString("\t# The source has no certificate of its own: a self-signed default for localhost,\n" +
+					"\t# from Caddy's internal CA, served for every name (the source's default was too).\n" +
+					"\t# With your own: tls /path/to/cert.pem /path/to/key.pem\n" +
+					"\ttls internal\n")
+			}
 		}
 		handler := false
 		switch {
@@ -152,11 +233,14 @@ func (p *plan) caddyfile() []byte {
 			if p.recursive {
 				b.WriteString("\t\treal_ip_recursive on\n")
 			}
+			if len(p.portMaps) > 0 {
+				fmt.Fprintf(&b, "\t\tport_maps %s\n", strings.Join(p.portMaps, " "))
+			}
 			b.WriteString("\t}\n")
 		}
 		if p.upstream == "" {
 			b.WriteString("\t# Replace with your upstream (--upstream URL writes a reverse_proxy).\n")
-			b.WriteString("\trespond \"client {client_ip}\\n\"\n")
+			b.WriteString("\trespond <<TEXT\n\t\tclient {client_ip}\n\n\t\tTEXT\n")
 			b.WriteString("}\n")
 			continue
 		}
@@ -171,6 +255,10 @@ func (p *plan) caddyfile() []byte {
 			b.WriteString("\t@untrusted_peer vars trusted_proxy false\n")
 			b.WriteString("\trequest_header @untrusted_peer -X-Forwarded-Prefix\n")
 		}
+		if p.fullXFF != "" {
+			fmt.Fprintf(&b, "\t# ingress-nginx's $full_x_forwarded_for: the incoming X-Forwarded-For, then %s.\n", p.fullXFF)
+			fmt.Fprintf(&b, "\tmap {http.request.header.X-Forwarded-For} {full_x_forwarded_for} {\n\t\t\"\" %s\n\t\tdefault \"{http.request.header.X-Forwarded-For}, %s\"\n\t}\n", p.fullXFF, p.fullXFF)
+		}
 		if len(headerUp) == 0 {
 			fmt.Fprintf(&b, "\treverse_proxy %s\n}\n", p.upstream)
 			continue
@@ -181,7 +269,23 @@ func (p *plan) caddyfile() []byte {
 		}
 		b.WriteString("\t}\n}\n")
 	}
+	if pr := p.probe; pr != nil {
+		fmt.Fprintf(&b, "\n# %s\nhttp://:%d {\n", pr.origin, pr.port)
+		for _, path := range pr.paths {
+			fmt.Fprintf(&b, "\trespond %s 200\n", path)
+		}
+		b.WriteString("}\n")
+	}
 	return caddyfile.Format(b.Bytes())
+}
+
+func (p *plan) hasHTTPS() bool {
+	for _, l := range p.listeners {
+		if l.https {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *plan) hasProxyProtocol() bool {
@@ -223,4 +327,31 @@ func headerToken(name string) string {
 		return `"` + name + `"`
 	}
 	return name
+}
+
+// certificateName returns a name the certificate file holds (its first
+// DNS name, else its subject's common name), or "" when it cannot be read.
+func certificateName(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return ""
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return ""
+	}
+	name := cert.Subject.CommonName
+	if len(cert.DNSNames) > 0 {
+		name = cert.DNSNames[0]
+	}
+	if !isHostName(strings.TrimPrefix(name, "*.")) {
+		return ""
+	}
+	// A name the wildcard covers: fallback_sni looks a certificate up by
+	// a concrete name.
+	return strings.Replace(name, "*", "fallback", 1)
 }

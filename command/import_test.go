@@ -106,12 +106,15 @@ func TestImportKongGolden(t *testing.T) {
 				return nil, err
 			}
 		}
-		p, err := kongPlan(func(k string) string { return env[k] }, conf, confName)
+		p, err := kongPlan(environOf(env), conf, confName)
 		if err != nil {
 			return nil, err
 		}
 		if p.upstream = env["UPSTREAM"]; p.upstream != "" && len(p.trustedIPs) > 0 {
 			p.headerUp, p.dropPrefix = kongUpstreamHeaders, true
+		}
+		if err := p.checkTrust(); err != nil {
+			return nil, err
 		}
 		return p.caddyfile(), nil
 	})
@@ -122,11 +125,14 @@ func TestImportKongGolden(t *testing.T) {
 // upstream.
 func TestImportIngressNginxGolden(t *testing.T) {
 	goldenCases(t, "../testdata/import/ingress-nginx/*.yaml", 4, func(file string, data []byte) ([]byte, error) {
-		p, err := ingressNginxPlan(data, filepath.Base(file), 80, 443)
+		p, err := ingressNginxPlan(data, filepath.Base(file), 80, 443, 10254)
 		if err != nil {
 			return nil, err
 		}
 		p.upstream = "http://127.0.0.1:9000"
+		if err := p.checkTrust(); err != nil {
+			return nil, err
+		}
 		return p.caddyfile(), nil
 	})
 }
@@ -151,7 +157,7 @@ func TestReadKongConf(t *testing.T) {
 func TestKongPrecedence(t *testing.T) {
 	env := map[string]string{"KONG_REAL_IP_HEADER": "X-Forwarded-For"}
 	conf := map[string]string{"real_ip_header": "CF-Connecting-IP", "real_ip_recursive": "on", "trusted_ips": "10.0.0.0/8"}
-	p, err := kongPlan(func(k string) string { return env[k] }, conf, "kong.conf")
+	p, err := kongPlan(environOf(env), conf, "kong.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,4 +170,13 @@ func TestKongPrecedence(t *testing.T) {
 			t.Errorf("sources do not say %q:\n%s", s, src)
 		}
 	}
+}
+
+// environOf turns a map into os.Environ's form.
+func environOf(env map[string]string) []string {
+	var out []string
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
 }

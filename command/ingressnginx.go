@@ -29,7 +29,7 @@ var ingressNginxKeys = []struct{ name, def string }{
 // real_ip_header proxy_protocol (with the PROXY protocol) or
 // forwarded-for-header, real_ip_recursive on, and set_real_ip_from
 // proxy-real-ip-cidr.
-func ingressNginxPlan(manifest []byte, fileName string, httpPort, httpsPort int) (*plan, error) {
+func ingressNginxPlan(manifest []byte, fileName string, httpPort, httpsPort, healthzPort int) (*plan, error) {
 	if err := checkInput("--configmap", "the file name", fileName); err != nil {
 		return nil, err
 	}
@@ -89,9 +89,16 @@ func ingressNginxPlan(manifest []byte, fileName string, httpPort, httpsPort int)
 		}
 		p.trustedIPs = cidrs
 		p.recursive = true // the template always sets real_ip_recursive on
-		if useProxyProtocol {
+		if useProxyProtocol && !useForwarded {
 			p.header = handler.HeaderProxyProtocol
 		} else {
+			if useProxyProtocol {
+				// The template (with both keys true) believes the
+				// forwarded-for header from a PROXY source in
+				// proxy-real-ip-cidr and takes the PROXY address from any
+				// other: the handler behind the wrapper does the same.
+				p.notes = append(p.notes, "use-proxy-protocol and use-forwarded-headers: "+values["forwarded-for-header"]+" is believed from PROXY sources in proxy-real-ip-cidr, the PROXY address is the client for any other (the controller's template).")
+			}
 			if _, err := handler.CheckHeaderName(values["forwarded-for-header"]); err != nil {
 				return nil, fmt.Errorf("%s: forwarded-for-header: %w", fileName, err)
 			}
@@ -106,11 +113,30 @@ func ingressNginxPlan(manifest []byte, fileName string, httpPort, httpsPort int)
 		{origin: fmt.Sprintf("ingress-nginx: --https-port %d", httpsPort), port: httpsPort, https: true, proxyProtocol: useProxyProtocol},
 	}
 
+	// The controller's health port, where its chart points the kubelet's
+	// probes: a plain server without the wrapper.
+	if healthzPort > 0 {
+		if healthzPort == httpPort || healthzPort == httpsPort {
+			return nil, fmt.Errorf("--healthz-port %d is also the HTTP or HTTPS port", healthzPort)
+		}
+		p.probe = &probe{origin: fmt.Sprintf("ingress-nginx: --healthz-port %d (the kubelet's probes: no PROXY header, no wrapper)", healthzPort),
+			port: healthzPort, paths: []string{"/healthz"}}
+	}
+
 	// What the controller sends upstream.
 	p.headerUp = append(p.headerUp, [2]string{"X-Real-IP", "{client_ip}"})
-	if computeFull {
-		p.headerUp = append(p.headerUp, [2]string{"X-Forwarded-For", "{http.real_ip.upstream.x_forwarded_for}"})
+	if computeFull && useForwarded {
+		// $full_x_forwarded_for: the incoming header, then the PROXY
+		// address with the PROXY protocol, else the peer before realip.
+		p.fullXFF = "{http.real_ip.peer_ip}"
+		if useProxyProtocol {
+			p.fullXFF = "{http.real_ip.proxy_protocol.src_ip}"
+		}
+		p.headerUp = append(p.headerUp, [2]string{"X-Forwarded-For", "{full_x_forwarded_for}"})
 	} else {
+		if computeFull {
+			p.notes = append(p.notes, "compute-full-forwarded-for without use-forwarded-headers: the controller sends X-Forwarded-For: $remote_addr, and so does this file.")
+		}
 		p.headerUp = append(p.headerUp, [2]string{"X-Forwarded-For", "{client_ip}"})
 	}
 	if useForwarded {
@@ -134,9 +160,7 @@ func ingressNginxPlan(manifest []byte, fileName string, httpPort, httpsPort int)
 			other = append(other, k)
 		}
 	}
-	if len(other) > 0 {
-		sort.Strings(other)
-		p.notes = append(p.notes, "Not translated (no client-address meaning, or no Caddy equivalent here): "+strings.Join(other, ", ")+".")
-	}
+	sort.Strings(other)
+	p.untranslated = other
 	return p, nil
 }

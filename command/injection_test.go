@@ -1,6 +1,7 @@
 package command
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -33,7 +34,7 @@ func TestImportRefusesInjection(t *testing.T) {
 		{"a duplicate key", manifest("c", "enable-real-ip", `"false"`+"\n  enable-real-ip: \"true\""), "data.enable-real-ip is given twice"},
 	}
 	for _, c := range cases {
-		p, err := ingressNginxPlan(c.manifest, "cm.yaml", 80, 443)
+		p, err := ingressNginxPlan(c.manifest, "cm.yaml", 80, 443, 10254)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			out := ""
 			if p != nil {
@@ -61,7 +62,7 @@ func TestImportRefusesInjection(t *testing.T) {
 	for _, c := range kong {
 		conf, err := readKongConf(strings.NewReader(c.conf))
 		if err == nil {
-			_, err = kongPlan(func(k string) string { return c.env[k] }, conf, "kong.conf")
+			_, err = kongPlan(environOf(c.env), conf, "kong.conf")
 		}
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error with %q", c.name, err, c.want)
@@ -92,8 +93,17 @@ func checkOutput(t *testing.T, p *plan) {
 		}
 	}
 	_ = json.Unmarshal(js, &cfg)
-	for app := range cfg.Apps {
-		if app != "http" && app != "tls" {
+	for app, raw := range cfg.Apps {
+		switch app {
+		case "http", "tls":
+		case "pki":
+			// skip_install_trust, and nothing else.
+			var compact bytes.Buffer
+			_ = json.Compact(&compact, raw)
+			if got := compact.String(); got != `{"certificate_authorities":{"local":{"install_trust":false}}}` {
+				t.Fatalf("the output's pki app: %s\n%s", got, cf)
+			}
+		default:
 			t.Fatalf("the output configures the %q app:\n%s", app, cf)
 		}
 	}
@@ -107,6 +117,9 @@ func checkOutput(t *testing.T, p *plan) {
 	for _, l := range p.listeners {
 		want = append(want, l.serverKey())
 	}
+	if p.probe != nil {
+		want = append(want, fmt.Sprintf(":%d", p.probe.port))
+	}
 	for name, srv := range http.Servers {
 		for _, addr := range srv.Listen {
 			if !slices.Contains(want, addr) {
@@ -114,7 +127,7 @@ func checkOutput(t *testing.T, p *plan) {
 			}
 		}
 	}
-	if len(http.Servers) > len(p.listeners) {
+	if len(http.Servers) > len(want) {
 		t.Fatalf("%d servers for %d listeners:\n%s", len(http.Servers), len(p.listeners), cf)
 	}
 	// Every real_ip handler reads the header the plan names, letter for
@@ -156,7 +169,7 @@ func FuzzImportIngressNginx(f *testing.F) {
 		q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
 		manifest := fmt.Sprintf("kind: ConfigMap\nmetadata:\n  name: %s\n  namespace: %s\ndata:\n  %s: %s\n  %s: %s\n  use-forwarded-headers: \"true\"\n",
 			q(name), q(namespace), q(k1), q(v1), q(k2), q(v2))
-		p, err := ingressNginxPlan([]byte(manifest), "cm.yaml", 8080, 8443)
+		p, err := ingressNginxPlan([]byte(manifest), "cm.yaml", 8080, 8443, 10254)
 		if err != nil {
 			return
 		}
@@ -174,7 +187,7 @@ func FuzzImportKong(f *testing.F) {
 	f.Add("0.0.0.0:8000", "10.0.0.0/8", "`x`", "on")
 	f.Fuzz(func(t *testing.T, listen, trusted, header, recursive string) {
 		env := map[string]string{"KONG_PROXY_LISTEN": listen, "KONG_TRUSTED_IPS": trusted, "KONG_REAL_IP_HEADER": header, "KONG_REAL_IP_RECURSIVE": recursive}
-		p, err := kongPlan(func(k string) string { return env[k] }, map[string]string{}, "kong.conf")
+		p, err := kongPlan(environOf(env), map[string]string{}, "kong.conf")
 		if err != nil {
 			return
 		}
@@ -193,7 +206,7 @@ func BenchmarkImportIngressNginx100kKeys(b *testing.B) {
 	manifest := []byte(m.String())
 	b.ResetTimer()
 	for b.Loop() {
-		p, err := ingressNginxPlan(manifest, "big.yaml", 80, 443)
+		p, err := ingressNginxPlan(manifest, "big.yaml", 80, 443, 10254)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -22,6 +22,10 @@ var kongKeys = []struct{ name, def string }{
 	{"trusted_ips", ""},
 	{"real_ip_header", "X-Real-IP"},
 	{"real_ip_recursive", "off"},
+	{"status_listen", "off"},
+	{"ssl_cert", ""},
+	{"ssl_cert_key", ""},
+	{"port_maps", ""},
 }
 
 // kongListenFlags are the proxy_listen flags Kong accepts
@@ -72,7 +76,18 @@ func readKongConf(r io.Reader) (map[string]string, error) {
 
 // kongPlan translates Kong's settings: the environment (KONG_<KEY>) over
 // kong.conf over Kong's defaults, as Kong resolves them.
-func kongPlan(env func(string) string, conf map[string]string, confName string) (*plan, error) {
+//
+// environ is the environment as KEY=VALUE lines (os.Environ): every other
+// KONG_ variable, and every other kong.conf key, is listed as not
+// translated.
+func kongPlan(environ []string, conf map[string]string, confName string) (*plan, error) {
+	envMap := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			envMap[k] = v
+		}
+	}
+	env := func(k string) string { return envMap[k] }
 	p := &plan{command: "import kong"}
 	values := map[string]string{}
 	for _, k := range kongKeys {
@@ -129,7 +144,120 @@ func kongPlan(env func(string) string, conf map[string]string, confName string) 
 		return nil, err
 	}
 	p.listeners = listeners
+
+	// status_listen: Kong's status API, where its Helm chart points the
+	// kubelet's probes (/status, /status/ready). Here a plain server
+	// without the wrapper answers them.
+	if sl := values["status_listen"]; sl != "off" && sl != "" {
+		status, err := kongListeners(sl)
+		if err != nil {
+			return nil, fmt.Errorf("status_listen: %w", err)
+		}
+		if len(status) > 0 {
+			pr := &probe{origin: "Kong: status_listen " + sl + " (the kubelet's probes: no PROXY header, no wrapper)", port: status[0].port,
+				paths: []string{"/status", "/status/ready"}}
+			if status[0].https || status[0].proxyProtocol {
+				pr.origin += "; served here as plain HTTP: point the probes' scheme at HTTP"
+			}
+			for _, l := range p.listeners {
+				if l.port == pr.port {
+					return nil, fmt.Errorf("status_listen port %d is also a proxy_listen port", pr.port)
+				}
+			}
+			p.probe = pr
+		}
+	} else if p.hasProxyProtocol() {
+		p.notes = append(p.notes, "status_listen is off: every port here reads a PROXY header, so a kubelet probe (which sends none) gets no answer; set KONG_STATUS_LISTEN=0.0.0.0:8100 (the Helm chart's status port) for a probe server.")
+	}
+
+	// ssl_cert and ssl_cert_key: the source's certificate, by path (Kong
+	// also takes the PEM text or base64 itself: write that to a file).
+	if cert, key := values["ssl_cert"], values["ssl_cert_key"]; cert != "" || key != "" {
+		certs, keys := splitList(cert), splitList(key)
+		if len(certs) != len(keys) {
+			return nil, fmt.Errorf("ssl_cert has %d entries and ssl_cert_key %d: give one key per certificate", len(certs), len(keys))
+		}
+		for i := range certs {
+			for _, f := range []struct{ name, v string }{{"ssl_cert", certs[i]}, {"ssl_cert_key", keys[i]}} {
+				if strings.HasPrefix(f.v, "-----BEGIN") || !isPath(f.v) {
+					return nil, fmt.Errorf("%s: '%s' is not a file path: Caddy's tls directive reads files; write the certificate (PEM or base64, as Kong takes it inline) to a file and give its path", f.name, shorten(f.v))
+				}
+			}
+		}
+		p.cert, p.certKey, p.certFrom = certs[0], keys[0], "ssl_cert, ssl_cert_key"
+		p.certName = certificateName(certs[0])
+		if len(certs) > 1 {
+			p.notes = append(p.notes, fmt.Sprintf("ssl_cert lists %d certificates (RSA and ECDSA); Caddy's tls directive takes one pair: the first is used (%s).", len(certs), certs[0]))
+		}
+		if p.certName == "" {
+			p.notes = append(p.notes, "The certificate "+certs[0]+" could not be read here, so no fallback_sni names it: clients that ask for a name it does not hold get no certificate (Kong serves it for every name).")
+		}
+	}
+
+	// port_maps: the ports clients connect to (a Service maps them),
+	// reported upstream in X-Forwarded-Port as Kong does.
+	if pm := values["port_maps"]; pm != "" {
+		if _, err := handler.ParsePortMaps([]string{pm}); err != nil {
+			return nil, err
+		}
+		p.portMaps = splitList(pm)
+	}
+
+	// What else Kong was given, which this file does not translate.
+	translated := map[string]bool{}
+	for _, k := range kongKeys {
+		translated[k.name] = true
+	}
+	var other []string
+	for k := range conf {
+		if !translated[k] {
+			other = append(other, k+" ("+confName+")")
+		}
+	}
+	for k := range envMap {
+		name, ok := strings.CutPrefix(k, "KONG_")
+		if ok && !translated[strings.ToLower(name)] {
+			other = append(other, k+" (environment)")
+		}
+	}
+	slices.Sort(other)
+	p.untranslated = other
 	return p, nil
+}
+
+// splitList splits Kong's comma-separated list values.
+func splitList(v string) []string {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// isPath reports whether s is a file path that is one Caddyfile token as
+// it is: no white space, quotes, braces or other text Caddy reads
+// specially.
+func isPath(s string) bool {
+	if s == "" || s[0] == '#' || s[0] == '<' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("/._-+@=:~,", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// shorten keeps an error's quote of a long value readable.
+func shorten(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
 }
 
 // kongListeners translates proxy_listen, with Kong's error when an entry

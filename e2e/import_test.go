@@ -125,7 +125,7 @@ func TestImportKongRuns(t *testing.T) {
 func TestImportIngressNginxRuns(t *testing.T) {
 	c := startCaddy(t)
 	up := upstreamEcho(t)
-	ports := freePorts(t, 2)
+	ports := freePorts(t, 3)
 	dir := t.TempDir()
 	manifest := filepath.Join(dir, "configmap.yaml")
 	write := func(data string) {
@@ -135,7 +135,7 @@ func TestImportIngressNginxRuns(t *testing.T) {
 	}
 	write("  use-proxy-protocol: \"true\"\n  proxy-real-ip-cidr: \"127.0.0.1/32\"\n")
 	cf := caddyCommand(t, nil, "real-ip", "import", "ingress-nginx", "--configmap", manifest,
-		"--http-port", fmt.Sprint(ports[0]), "--https-port", fmt.Sprint(ports[1]), "--upstream", "http://"+up)
+		"--http-port", fmt.Sprint(ports[0]), "--https-port", fmt.Sprint(ports[1]), "--healthz-port", fmt.Sprint(ports[2]), "--upstream", "http://"+up)
 	c.loadCaddyfile(cf)
 	h := upstreamHeaders(t, fmt.Sprintf("127.0.0.1:%d", ports[0]), "PROXY TCP4 203.0.113.9 10.0.0.1 5555 80\r\n")
 	if h.Get("X-Real-Ip") != "203.0.113.9" || h.Get("X-Forwarded-For") != "203.0.113.9" {
@@ -147,7 +147,7 @@ func TestImportIngressNginxRuns(t *testing.T) {
 
 	write("  use-forwarded-headers: \"true\"\n  proxy-real-ip-cidr: \"127.0.0.0/8\"\n")
 	cf = caddyCommand(t, nil, "real-ip", "import", "ingress-nginx", "--configmap", manifest,
-		"--http-port", fmt.Sprint(ports[0]), "--https-port", fmt.Sprint(ports[1]), "--upstream", "http://"+up)
+		"--http-port", fmt.Sprint(ports[0]), "--https-port", fmt.Sprint(ports[1]), "--healthz-port", fmt.Sprint(ports[2]), "--upstream", "http://"+up)
 	c.loadCaddyfile(cf)
 	h = upstreamHeaders(t, fmt.Sprintf("127.0.0.1:%d", ports[0]), "", "X-Forwarded-For: 198.51.100.7, 127.0.0.9", "X-Forwarded-Proto: https")
 	if h.Get("X-Real-Ip") != "198.51.100.7" || h.Get("X-Forwarded-Proto") != "https" {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -96,12 +97,20 @@ type Handler struct {
 	// entries or fewer gives its left-most entry. Default 0.
 	RealIPTrustedHops int `json:"real_ip_trusted_hops,omitempty"`
 
-	trusted *ipset.Live
-	header  string // canonical MIME form
-	mode    mode
-	chain   chain // how the header's entries are walked
-	wrapped bool  // the server has the real_ip listener wrapper
-	logger  *zap.Logger
+	// Kong's port_maps: "HOST_PORT:LISTEN_PORT" pairs ("80:8000") for when
+	// the ports clients connect to are not the ones Caddy listens on (a
+	// Kubernetes Service maps them). {http.real_ip.upstream.x_forwarded_port}
+	// then reports the host port for a request on the listen port, as Kong
+	// does; a trusted peer's X-Forwarded-Port still wins.
+	PortMaps []string `json:"port_maps,omitempty"`
+
+	portMaps map[string]string // listen port → host port
+	trusted  *ipset.Live
+	header   string // canonical MIME form
+	mode     mode
+	chain    chain // how the header's entries are walked
+	wrapped  bool  // the server has the real_ip listener wrapper
+	logger   *zap.Logger
 	// Caddy fixes a logger's level for the life of a config, so whether
 	// the decision line can be written is known at Provision: a request
 	// without debug logging skips the logger's check.
@@ -195,7 +204,38 @@ func (h *Handler) setup(logger *zap.Logger) error {
 		return fmt.Errorf("real_ip: real_ip_trusted_hops counts entries of a header's chain, and real_ip_header proxy_protocol has none: use it with X-Forwarded-For, Forwarded or another header")
 	}
 	h.chain = chain{forwarded: h.mode == modeForwarded, recursive: bool(h.RealIPRecursive), hops: h.RealIPTrustedHops}
+	maps, err := ParsePortMaps(h.PortMaps)
+	if err != nil {
+		return fmt.Errorf("real_ip: %w", err)
+	}
+	h.portMaps = maps
 	return nil
+}
+
+// ParsePortMaps reads Kong's port_maps entries ("80:8000"; an entry may be
+// a comma-separated list, as KONG_PORT_MAPS is) into listen port → host
+// port, with Kong's error for an entry that is not two ports.
+func ParsePortMaps(entries []string) (map[string]string, error) {
+	var maps map[string]string
+	for _, entry := range entries {
+		for _, m := range strings.Split(entry, ",") {
+			m = strings.TrimSpace(m)
+			if m == "" {
+				continue
+			}
+			host, listen, ok := strings.Cut(m, ":")
+			hp, err1 := strconv.Atoi(host)
+			lp, err2 := strconv.Atoi(listen)
+			if !ok || err1 != nil || err2 != nil || hp < 1 || hp > 65535 || lp < 1 || lp > 65535 {
+				return nil, fmt.Errorf("invalid port mapping (`port_maps`): %s (want HOST_PORT:LISTEN_PORT, such as 80:8000)", m)
+			}
+			if maps == nil {
+				maps = map[string]string{}
+			}
+			maps[strconv.Itoa(lp)] = strconv.Itoa(hp)
+		}
+	}
+	return maps, nil
 }
 
 // ServeHTTP applies the realip rules and calls the next handler.

@@ -2,8 +2,10 @@ package handler
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -299,6 +301,42 @@ func TestTrustedChain(t *testing.T) {
 		}
 		if got, _ := repl.GetString("http.real_ip.trusted_chain"); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// Kong's port_maps: a request on listen port 8000 reports host port 80
+// upstream; a trusted peer's X-Forwarded-Port still wins, an untrusted
+// one's does not.
+func TestPortMaps(t *testing.T) {
+	h := provisioned(t, Handler{TrustedIPs: []string{"10.0.0.0/8"}, PortMaps: []string{"80:8000, 443:8443"}})
+	on := func(peer, listen string, header http.Header) string {
+		r, repl := request(peer, header)
+		r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(listen))))
+		if err := h.ServeHTTP(httptest.NewRecorder(), r, nextOK); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := repl.GetString("http.real_ip.upstream.x_forwarded_port")
+		return got
+	}
+	for _, c := range []struct {
+		peer, listen string
+		header       http.Header
+		want         string
+	}{
+		{"192.0.2.1:1", "192.0.2.10:8000", http.Header{}, "80"},
+		{"192.0.2.1:1", "192.0.2.10:8443", http.Header{}, "443"},
+		{"192.0.2.1:1", "192.0.2.10:9000", http.Header{}, "9000"},
+		{"192.0.2.1:1", "192.0.2.10:8000", http.Header{"X-Forwarded-Port": {"8888"}}, "80"},
+		{"10.0.0.1:1", "192.0.2.10:8000", http.Header{"X-Forwarded-Port": {"8000"}}, "8000"},
+	} {
+		if got := on(c.peer, c.listen, c.header); got != c.want {
+			t.Errorf("peer %s on %s %v: x_forwarded_port %q, want %q", c.peer, c.listen, c.header, got, c.want)
+		}
+	}
+	for _, bad := range []string{"80", "80:x", "0:8000", "80:8000:1"} {
+		if _, err := ParsePortMaps([]string{bad}); err == nil || !strings.Contains(err.Error(), "invalid port mapping (`port_maps`)") {
+			t.Errorf("port_maps %q: %v", bad, err)
 		}
 	}
 }

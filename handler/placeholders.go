@@ -123,7 +123,11 @@ func (res *result) upstream(name string) (any, bool) {
 		if v := res.trustedHeader("X-Forwarded-Port"); v != "" {
 			return v, true
 		}
-		return serverPort(r), true
+		port := serverPort(r)
+		if host, ok := res.h.portMaps[port]; ok {
+			return host, true
+		}
+		return port, true
 	case "x_forwarded_path":
 		if v := res.trustedHeader("X-Forwarded-Path"); v != "" {
 			return v, true
