@@ -40,7 +40,7 @@ listener wrapper).
 
 func kongCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "kong [--conf kong.conf] [--upstream URL] [--json]",
+		Use:   "kong [--conf kong.conf] [--helm-values FILE ...] [--set k=v ...] [--upstream URL] [--json]",
 		Short: "Writes a Caddyfile from Kong's proxy_listen, trusted_ips, real_ip_header and real_ip_recursive",
 		Long: `
 Reads KONG_PROXY_LISTEN, KONG_TRUSTED_IPS, KONG_REAL_IP_HEADER and
@@ -64,7 +64,16 @@ equivalent become comments that say what Caddy does instead.
 					return fmt.Errorf("%s: %w", confPath, err)
 				}
 			}
-			p, err := kongPlan(os.Environ(), conf, confPath)
+			var chart *kongChart
+			files, _ := cmd.Flags().GetStringArray("helm-values")
+			sets, _ := cmd.Flags().GetStringArray("set")
+			if len(files) > 0 || len(sets) > 0 {
+				var err error
+				if chart, err = readKongChart(files, sets); err != nil {
+					return err
+				}
+			}
+			p, err := kongPlanWithChart(os.Environ(), conf, confPath, chart)
 			if err != nil {
 				return err
 			}
@@ -77,13 +86,15 @@ equivalent become comments that say what Caddy does instead.
 		},
 	}
 	c.Flags().String("conf", "", "a kong.conf to read (the environment overrides it)")
+	c.Flags().StringArray("helm-values", nil, "a values file of Kong's Helm chart (repeatable; later files override earlier, as helm -f); kong.conf and the environment override it")
+	c.Flags().StringArray("set", nil, "a Helm --set key=value over the values files (repeatable)")
 	addOutputFlags(c)
 	return c
 }
 
 func ingressNginxCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "ingress-nginx --configmap FILE [--http-port N] [--https-port N] [--upstream URL] [--json]",
+		Use:   "ingress-nginx (--configmap FILE | --helm-values FILE ... [--set k=v ...]) [--http-port N] [--https-port N] [--healthz-port N] [--upstream URL] [--json]",
 		Short: "Writes a Caddyfile from an ingress-nginx controller ConfigMap's client-IP keys",
 		Long: `
 Reads the controller's ConfigMap manifest (YAML) and translates
@@ -97,25 +108,50 @@ comment.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path, _ := cmd.Flags().GetString("configmap")
-			if path == "" {
-				return fmt.Errorf("--configmap FILE is required: the controller's ConfigMap manifest (kubectl -n ingress-nginx get configmap ingress-nginx-controller -o yaml)")
-			}
-			manifest, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
+			files, _ := cmd.Flags().GetStringArray("helm-values")
+			sets, _ := cmd.Flags().GetStringArray("set")
 			httpPort, _ := cmd.Flags().GetInt("http-port")
 			httpsPort, _ := cmd.Flags().GetInt("https-port")
 			healthzPort, _ := cmd.Flags().GetInt("healthz-port")
-			p, err := ingressNginxPlan(manifest, path, httpPort, httpsPort, healthzPort)
-			if err != nil {
-				return err
+			var p *plan
+			switch {
+			case path != "" && (len(files) > 0 || len(sets) > 0):
+				return fmt.Errorf("give --configmap or --helm-values/--set, not both: the chart writes the ConfigMap from controller.config")
+			case path != "":
+				manifest, err := os.ReadFile(path)
+				if err != nil {
+					return err
+				}
+				if p, err = ingressNginxPlan(manifest, path, httpPort, httpsPort, healthzPort); err != nil {
+					return err
+				}
+			case len(files) > 0 || len(sets) > 0:
+				chart, err := readIngressNginxChart(files, sets)
+				if err != nil {
+					return err
+				}
+				// The controller's own flags, when given here, win over
+				// controller.extraArgs.
+				for name, v := range map[string]*int{"http-port": &chart.httpPort, "https-port": &chart.httpsPort, "healthz-port": &chart.healthPort} {
+					if cmd.Flags().Changed(name) {
+						*v, _ = cmd.Flags().GetInt(name)
+					}
+				}
+				if p, err = ingressNginxPlanFrom(chart.configMap, "Helm values "+chart.files, chart.httpPort, chart.httpsPort, chart.healthPort); err != nil {
+					return err
+				}
+				p.untranslated = append(p.untranslated, chart.untranslated...)
+				p.service = chart.service
+			default:
+				return fmt.Errorf("--configmap FILE or --helm-values FILE is required: the controller's ConfigMap manifest (kubectl -n ingress-nginx get configmap ingress-nginx-controller -o yaml), or the chart's values")
 			}
 			p.upstream, _ = cmd.Flags().GetString("upstream")
 			return write(cmd, p)
 		},
 	}
 	c.Flags().String("configmap", "", "the controller ConfigMap manifest (YAML)")
+	c.Flags().StringArray("helm-values", nil, "a values file of ingress-nginx's Helm chart (repeatable; later files override earlier, as helm -f): controller.config, controller.extraArgs, controller.service")
+	c.Flags().StringArray("set", nil, "a Helm --set key=value over the values files (repeatable)")
 	c.Flags().Int("http-port", 80, "the controller's --http-port")
 	c.Flags().Int("https-port", 443, "the controller's --https-port")
 	c.Flags().Int("healthz-port", 10254, "the controller's --healthz-port, where the kubelet's probes go (0: no probe server)")

@@ -75,6 +75,7 @@ type plan struct {
 	probe        *probe   // a server for the kubelet's probes, without the wrapper
 	portMaps     []string // Kong's port_maps, for the handler
 	untranslated []string // keys the source was given that this file does not translate
+	service      *service // the source's Service, from Helm values, for --output-dir
 
 	// acceptMoreTrust: --accept-more-trust, writing a config that trusts
 	// more than the source did rather than failing.

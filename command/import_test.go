@@ -180,3 +180,46 @@ func environOf(env map[string]string) []string {
 	}
 	return out
 }
+
+// TestImportKongHelmGolden runs each testdata/import/kong-helm/*.yaml (values
+// of Kong's chart) through --helm-values.
+func TestImportKongHelmGolden(t *testing.T) {
+	goldenCases(t, "../testdata/import/kong-helm/*.yaml", 3, func(file string, data []byte) ([]byte, error) {
+		chart, err := readKongChart([]string{file}, nil)
+		if err != nil {
+			return nil, err
+		}
+		p, err := kongPlanWithChart(nil, map[string]string{}, "", chart)
+		if err != nil {
+			return nil, err
+		}
+		p.upstream = "http://127.0.0.1:9000"
+		if len(p.trustedIPs) > 0 {
+			p.headerUp, p.dropPrefix = kongUpstreamHeaders, true
+		}
+		if err := p.checkTrust(); err != nil {
+			return nil, err
+		}
+		return p.caddyfile(), nil
+	})
+}
+
+// TestImportIngressNginxHelmGolden does the same for ingress-nginx's chart.
+func TestImportIngressNginxHelmGolden(t *testing.T) {
+	goldenCases(t, "../testdata/import/ingress-nginx-helm/*.yaml", 2, func(file string, data []byte) ([]byte, error) {
+		chart, err := readIngressNginxChart([]string{file}, nil)
+		if err != nil {
+			return nil, err
+		}
+		p, err := ingressNginxPlanFrom(chart.configMap, filepath.Base(file), chart.httpPort, chart.httpsPort, chart.healthPort)
+		if err != nil {
+			return nil, err
+		}
+		p.untranslated = append(p.untranslated, chart.untranslated...)
+		p.upstream = "http://127.0.0.1:9000"
+		if err := p.checkTrust(); err != nil {
+			return nil, err
+		}
+		return p.caddyfile(), nil
+	})
+}

@@ -40,6 +40,13 @@ func ingressNginxPlan(manifest []byte, fileName string, httpPort, httpsPort, hea
 	if cm.Kind != "ConfigMap" {
 		return nil, fmt.Errorf("%s: kind is '%s', want ConfigMap (the controller's, named by its --configmap flag)", fileName, cm.Kind)
 	}
+	return ingressNginxPlanFrom(cm, fileName, httpPort, httpsPort, healthzPort)
+}
+
+// ingressNginxPlanFrom translates the controller's ConfigMap data (from a
+// manifest, or from the chart's controller.config).
+func ingressNginxPlanFrom(cm *configMap, fileName string, httpPort, httpsPort, healthzPort int) (*plan, error) {
+	var err error
 	p := &plan{command: "import ingress-nginx"}
 	values := map[string]string{}
 	for _, k := range ingressNginxKeys {

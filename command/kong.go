@@ -81,6 +81,13 @@ func readKongConf(r io.Reader) (map[string]string, error) {
 // KONG_ variable, and every other kong.conf key, is listed as not
 // translated.
 func kongPlan(environ []string, conf map[string]string, confName string) (*plan, error) {
+	return kongPlanWithChart(environ, conf, confName, nil)
+}
+
+// kongPlanWithChart is kongPlan with the environment Kong's Helm chart
+// gives the container as a layer under kong.conf: environment over
+// kong.conf over the chart's values over Kong's defaults.
+func kongPlanWithChart(environ []string, conf map[string]string, confName string, chart *kongChart) (*plan, error) {
 	envMap := map[string]string{}
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok {
@@ -93,6 +100,11 @@ func kongPlan(environ []string, conf map[string]string, confName string) (*plan,
 	for _, k := range kongKeys {
 		envName := "KONG_" + strings.ToUpper(k.name)
 		v, from := k.def, "Kong's default"
+		if chart != nil {
+			if c, ok := chart.env[envName]; ok && strings.TrimSpace(c) != "" {
+				v, from = c, chart.from(envName)
+			}
+		}
 		if c, ok := conf[k.name]; ok && strings.TrimSpace(c) != "" {
 			v, from = c, confName
 		}
@@ -220,6 +232,17 @@ func kongPlan(environ []string, conf map[string]string, confName string) (*plan,
 			other = append(other, k+" (environment)")
 		}
 	}
+	if chart != nil {
+		for k := range chart.env {
+			name, _ := strings.CutPrefix(k, "KONG_")
+			if !translated[strings.ToLower(name)] && envMap[k] == "" {
+				other = append(other, k+" ("+chart.from(k)+")")
+			}
+		}
+		other = append(other, chart.untranslated...)
+		p.sources = append(p.sources, chart.sources...)
+		p.service = chart.service
+	}
 	slices.Sort(other)
 	p.untranslated = other
 	return p, nil
@@ -346,6 +369,16 @@ func kongListeners(value string) ([]listener, error) {
 			l.bind = "[" + addr.String() + "]"
 		default:
 			l.bind = addr.String()
+		}
+		// nginx's [::]:P is an IPv6-only socket beside 0.0.0.0:P (Kong's
+		// chart lists both); Caddy's :P is one socket for both.
+		if l.bind == "tcp6/[::]" {
+			if i := slices.IndexFunc(out, func(o listener) bool {
+				return o.port == l.port && o.bind == "" && o.https == l.https && o.proxyProtocol == l.proxyProtocol && o.h2c == l.h2c
+			}); i >= 0 {
+				out[i].origin += ", " + entry
+				continue
+			}
 		}
 		out = append(out, l)
 	}
