@@ -7,6 +7,7 @@ package command
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -162,6 +163,7 @@ comment.
 func addOutputFlags(c *cobra.Command) {
 	c.Flags().String("upstream", "", "the upstream URL for each site's reverse_proxy (without it: a respond placeholder)")
 	c.Flags().Bool("json", false, "print the adapted JSON instead of the Caddyfile")
+	c.Flags().String("output-dir", "", "write the Caddyfile and Kubernetes manifests (ConfigMap, Deployment, Service, PodDisruptionBudget) to this folder instead of printing")
 	c.Flags().Bool("accept-more-trust", false, "write a config that trusts more than the source did instead of failing (PROXY listeners with nothing trusted)")
 }
 
@@ -175,6 +177,22 @@ func write(cmd *cobra.Command, p *plan) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "caddy real-ip %s: not translated: %s\n", p.command, k)
 	}
 	out := p.caddyfile()
+	if dir, _ := cmd.Flags().GetString("output-dir"); dir != "" {
+		manifests, err := p.manifests(out)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		for name, data := range map[string][]byte{"Caddyfile": out, "caddy.yaml": manifests} {
+			if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "caddy real-ip %s: wrote %s and %s\n", p.command, filepath.Join(dir, "Caddyfile"), filepath.Join(dir, "caddy.yaml"))
+		return nil
+	}
 	if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
 		var err error
 		if out, err = adapt(out); err != nil {

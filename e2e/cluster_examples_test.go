@@ -209,57 +209,82 @@ func testClusterExamples(t *testing.T, c *cluster) {
 	for i, example := range clusterExamples {
 		t.Run(example, func(t *testing.T) {
 			c.use(t)
-			ns := "ex-" + example
-			c.api.create("/api/v1/namespaces", map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}})
-			containerPorts := map[string]int{}
-			hasIngress := false
-			for _, doc := range manifestDocs(t, example) {
-				c.api.create(collection(doc, ns), doc)
-				switch doc["kind"] {
-				case "Deployment":
-					tmpl := doc["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
-					for _, ctr := range tmpl["containers"].([]any) {
-						for _, p := range ctr.(map[string]any)["ports"].([]any) {
-							p := p.(map[string]any)
-							containerPorts[p["name"].(string)] = p["containerPort"].(int)
-						}
-					}
-				case "Ingress":
-					hasIngress = true
+			vip := c.deployManifest("ex-"+example, manifestDocs(t, example), 210+i, 0, func(cf string) string {
+				return exampleCaddyfileForCluster(t, example, cf)
+			})
+			c.checkExample(example, vip)
+		})
+	}
+}
+
+// deployManifest applies a manifest's objects to namespace ns for real,
+// plays its Deployment's two pods (one per node) with the built Caddy
+// running the Caddyfile read back from its ConfigMap (as the container's
+// runAsUser when it is not 0; transform adapts the Caddyfile to the test's
+// network), writes the Service's EndpointSlice, and does what the Service's
+// annotations (or an Ingress) ask of the cloud. It returns the balancer's
+// address: 203.0.113.<vipHost>.
+func (c *cluster) deployManifest(ns string, docs []map[string]any, vipHost, _ int, transform func(string) string) string {
+	t := c.t
+	c.api.create("/api/v1/namespaces", map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}})
+	containerPorts := map[string]int{}
+	hasIngress := false
+	uid := 0
+	probePath := "/healthz"
+	for _, doc := range docs {
+		c.api.create(collection(doc, ns), doc)
+		switch doc["kind"] {
+		case "Deployment":
+			tmpl := doc["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+			for _, ctr := range tmpl["containers"].([]any) {
+				ctr := ctr.(map[string]any)
+				for _, p := range ctr["ports"].([]any) {
+					p := p.(map[string]any)
+					containerPorts[p["name"].(string)] = p["containerPort"].(int)
+				}
+				if sc, ok := ctr["securityContext"].(map[string]any); ok {
+					uid, _ = sc["runAsUser"].(int)
+				}
+				if rp, ok := ctr["readinessProbe"].(map[string]any); ok {
+					probePath, _ = rp["httpGet"].(map[string]any)["path"].(string)
 				}
 			}
-			// The pods: the ConfigMap as the volume would mount it.
-			cm := c.api.do("GET", "/api/v1/namespaces/"+ns+"/configmaps/caddy", nil, 200)
-			caddyfile := exampleCaddyfileForCluster(t, example, cm["data"].(map[string]any)["Caddyfile"].(string))
-			for _, p := range c.pods {
-				c.startPodCaddy(p, caddyfile, containerPorts["probe"])
-			}
-			svc := c.readExampleService(ns, containerPorts)
-			slicePorts := map[string]int{}
-			for _, p := range svc.ports {
-				slicePorts[p.Name] = p.TargetPort
-			}
-			c.setEndpoints(ns, "caddy", slicePorts, podEndpoint{c.pods[0], true}, podEndpoint{c.pods[1], true})
+		case "Ingress":
+			hasIngress = true
+		}
+	}
+	// The pods: the ConfigMap as the volume would mount it.
+	cm := c.api.do("GET", "/api/v1/namespaces/"+ns+"/configmaps/caddy", nil, 200)
+	caddyfile := transform(cm["data"].(map[string]any)["Caddyfile"].(string))
+	for _, p := range c.pods {
+		c.startPodCaddyAs(p, caddyfile, containerPorts["probe"], probePath, uid)
+	}
+	svc := c.readExampleService(ns, containerPorts)
+	slicePorts := map[string]int{}
+	for _, p := range svc.ports {
+		slicePorts[p.Name] = p.TargetPort
+	}
+	c.setEndpoints(ns, "caddy", slicePorts, podEndpoint{c.pods[0], true}, podEndpoint{c.pods[1], true})
 
-			vip := fmt.Sprintf("203.0.113.%d", 210+i)
-			if svc.typ == "LoadBalancer" {
-				c.setLoadBalancerIP(ns, "caddy", vip)
-			}
-			var podTargets = func(port int) []string {
-				return []string{fmt.Sprintf("%s:%d", c.pods[0].ip, port), fmt.Sprintf("%s:%d", c.pods[1].ip, port)}
-			}
-			var nodeTargets = func(port int) []string {
-				return []string{fmt.Sprintf("%s:%d", c.nodes[0].ip, port), fmt.Sprintf("%s:%d", c.nodes[1].ip, port)}
-			}
-			ownAddress := func() {
-				c.lab.in(c.cloud, "ip", "addr", "add", vip+"/32", "dev", "lo")
-			}
-			a := svc.annotations
-			switch {
-			case hasIngress:
-				// An ALB with IP targets, checking the probe port.
-				ownAddress()
-				c.startHAProxy(example, fmt.Sprintf(`
+	vip := fmt.Sprintf("203.0.113.%d", vipHost)
+	if svc.typ == "LoadBalancer" {
+		c.setLoadBalancerIP(ns, "caddy", vip)
+	}
+	podTargets := func(port int) []string {
+		return []string{fmt.Sprintf("%s:%d", c.pods[0].ip, port), fmt.Sprintf("%s:%d", c.pods[1].ip, port)}
+	}
+	nodeTargets := func(port int) []string {
+		return []string{fmt.Sprintf("%s:%d", c.nodes[0].ip, port), fmt.Sprintf("%s:%d", c.nodes[1].ip, port)}
+	}
+	ownAddress := func() {
+		c.lab.in(c.cloud, "ip", "addr", "add", vip+"/32", "dev", "lo")
+	}
+	a := svc.annotations
+	switch {
+	case hasIngress:
+		// An ALB with IP targets, checking the probe port.
+		ownAddress()
+		c.startHAProxy(ns, fmt.Sprintf(`
 frontend alb
 	mode http
 	bind %s:80
@@ -269,54 +294,55 @@ backend pods
 	mode http
 	option httpchk GET /healthz
 %s`, vip, haproxyServers(podTargets(svc.port("http").TargetPort), fmt.Sprintf("check port %d", containerPorts["probe"]))))
-			case a["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] == "*" && example == "aws-privatelink-endpoints":
-				ownAddress()
-				c.relay(vip+":80", podTargets(svc.port("http").TargetPort), []proxyproto.TLV{
-					{Type: tlvparse.PP2_TYPE_AWS, Value: append([]byte{0x01}, "vpce-0fedcba9876543210"...)}})
-				c.relay(vip+":81", podTargets(svc.port("http").TargetPort), []proxyproto.TLV{
-					{Type: tlvparse.PP2_TYPE_AWS, Value: append([]byte{0x01}, "vpce-0aaaaaaaaaaaaaaaa"...)}})
-			case a["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] == "*":
-				// An NLB with the PROXY protocol v2: IP targets reach the
-				// pods, instance targets the node ports; its HTTP health
-				// checks send PROXY v2 LOCAL first.
-				ownAddress()
-				targets := podTargets
-				portOf := func(p servicePort) int { return p.TargetPort }
-				if a["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "instance" {
-					targets, portOf = nodeTargets, func(p servicePort) int { return p.NodePort }
-				}
-				check := fmt.Sprintf("send-proxy-v2 check check-send-proxy port %v", a["service.beta.kubernetes.io/aws-load-balancer-healthcheck-port"])
-				var cfg strings.Builder
-				for _, p := range svc.ports {
-					fmt.Fprintf(&cfg, "frontend %s\n\tmode tcp\n\tbind %s:%d\n\tdefault_backend %s\n", p.Name, vip, p.Port, p.Name)
-					fmt.Fprintf(&cfg, "backend %s\n\tmode tcp\n\toption httpchk\n\thttp-check send meth GET uri %v ver HTTP/1.1 hdr Host health.check\n%s",
-						p.Name, a["service.beta.kubernetes.io/aws-load-balancer-healthcheck-path"], haproxyServers(targets(portOf(p)), check))
-				}
-				c.startHAProxy(example, cfg.String())
-			case a["service.beta.kubernetes.io/azure-pls-proxy-protocol"] == "true":
-				// Azure's Private Link Service: PROXY v2 with the link ID,
-				// through the internal balancer to the node ports
-				// (externalTrafficPolicy: Cluster).
-				ownAddress()
-				id := make([]byte, 5)
-				id[0] = 0x01
-				binary.LittleEndian.PutUint32(id[1:], 0x2a0b0c0d)
-				c.relay(vip+":80", nodeTargets(svc.port("http").NodePort), []proxyproto.TLV{{Type: 0xEE, Value: id}})
-			default:
-				// A passthrough balancer: the health-check node port with
-				// Local, kube-proxy's own health with Cluster.
-				port, path := svc.healthPort, "/"
-				if svc.policy != "Local" {
-					port, path = 10256, "/healthz"
-				}
-				stop := c.passthrough(vip, port, path, 500*time.Millisecond)
-				t.Cleanup(stop)
-				waitHealthy(t, c, vip, []string{c.nodes[0].ip, c.nodes[1].ip}, 10*time.Second)
+	case a["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] == "*" && ns == "ex-aws-privatelink-endpoints":
+		ownAddress()
+		c.relay(vip+":80", podTargets(svc.port("http").TargetPort), []proxyproto.TLV{
+			{Type: tlvparse.PP2_TYPE_AWS, Value: append([]byte{0x01}, "vpce-0fedcba9876543210"...)}})
+		c.relay(vip+":81", podTargets(svc.port("http").TargetPort), []proxyproto.TLV{
+			{Type: tlvparse.PP2_TYPE_AWS, Value: append([]byte{0x01}, "vpce-0aaaaaaaaaaaaaaaa"...)}})
+	case a["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] == "*":
+		// An NLB with the PROXY protocol v2: IP targets reach the pods,
+		// instance targets the node ports. Its health checks: HTTP with
+		// a PROXY v2 LOCAL header first where the annotations ask for
+		// HTTP, else TCP (which sends no header).
+		ownAddress()
+		targets := podTargets
+		portOf := func(p servicePort) int { return p.TargetPort }
+		if a["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "instance" {
+			targets, portOf = nodeTargets, func(p servicePort) int { return p.NodePort }
+		}
+		var cfg strings.Builder
+		for _, p := range svc.ports {
+			fmt.Fprintf(&cfg, "frontend %s\n\tmode tcp\n\tbind %s:%d\n\tdefault_backend %s\n", p.Name, vip, p.Port, p.Name)
+			if hcPort, ok := a["service.beta.kubernetes.io/aws-load-balancer-healthcheck-port"]; ok {
+				fmt.Fprintf(&cfg, "backend %s\n\tmode tcp\n\toption httpchk\n\thttp-check send meth GET uri %v ver HTTP/1.1 hdr Host health.check\n%s",
+					p.Name, a["service.beta.kubernetes.io/aws-load-balancer-healthcheck-path"], haproxyServers(targets(portOf(p)), fmt.Sprintf("send-proxy-v2 check check-send-proxy port %v", hcPort)))
+			} else {
+				fmt.Fprintf(&cfg, "backend %s\n\tmode tcp\n%s", p.Name, haproxyServers(targets(portOf(p)), "send-proxy-v2 check"))
 			}
-
-			c.checkExample(example, vip)
-		})
+		}
+		c.startHAProxy(ns, cfg.String())
+	case a["service.beta.kubernetes.io/azure-pls-proxy-protocol"] == "true":
+		// Azure's Private Link Service: PROXY v2 with the link ID,
+		// through the internal balancer to the node ports
+		// (externalTrafficPolicy: Cluster).
+		ownAddress()
+		id := make([]byte, 5)
+		id[0] = 0x01
+		binary.LittleEndian.PutUint32(id[1:], 0x2a0b0c0d)
+		c.relay(vip+":80", nodeTargets(svc.port("http").NodePort), []proxyproto.TLV{{Type: 0xEE, Value: id}})
+	default:
+		// A passthrough balancer: the health-check node port with
+		// Local, kube-proxy's own health with Cluster.
+		port, path := svc.healthPort, "/"
+		if svc.policy != "Local" {
+			port, path = 10256, "/healthz"
+		}
+		stop := c.passthrough(vip, port, path, 500*time.Millisecond)
+		t.Cleanup(stop)
+		waitHealthy(t, c, vip, []string{c.nodes[0].ip, c.nodes[1].ip}, 10*time.Second)
 	}
+	return vip
 }
 
 // haproxyServers writes a backend's server lines.
@@ -432,5 +458,86 @@ func (c *cluster) checkExample(example, vip string) {
 	}
 	if len(pods) != 2 {
 		t.Errorf("requests reached the pods %v, want both (replicas: 2, one per node)", pods)
+	}
+}
+
+// testClusterImports runs the imports' --output-dir manifests on the test
+// cluster: Kong's chart values for an NLB with PROXY v2 and ingress-nginx's
+// for a passthrough balancer with externalTrafficPolicy Local, each
+// applied for real, its Caddyfile run as the Deployment's non-root user.
+func testClusterImports(t *testing.T, c *cluster) {
+	cases := []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, vip string)
+	}{
+		{"kong-nlb-proxy-protocol", []string{"real-ip", "import", "kong", "--helm-values", "../testdata/import/kong-helm/aws-nlb-proxy-protocol.yaml",
+			"--set", "env.trusted_ips=" + clVPC}, func(t *testing.T, vip string) {
+			for _, tc := range []struct{ url, addr, port, proto string }{
+				{"http://shop.example", vip + ":80", "80", "http"},
+				{"https://shop.example", vip + ":443", "443", "https"},
+			} {
+				id := uniqueID("kong-nlb")
+				resp, up := c.exampleGet(tc.url, tc.addr, id, "X-Forwarded-For: "+clForged)
+				// Kong's X-Forwarded-For: what the client sent, then the
+				// connection's own peer (the NLB), as the README warns.
+				if resp.StatusCode != 200 || up.Get("X-Real-Ip") != clClient || up.Get("X-Forwarded-For") != clForged+", "+clCloud ||
+					up.Get("X-Forwarded-Port") != tc.port || up.Get("X-Forwarded-Proto") != tc.proto {
+					t.Errorf("%s via %s: %s, upstream %v (want X-Real-IP %s, X-Forwarded-For %s, %s, X-Forwarded-Port %s from port_maps, %s)",
+						id, tc.addr, resp.Status, up, clClient, clForged, clCloud, tc.port, tc.proto)
+				}
+				t.Logf("%s via %s (%s): upstream X-Real-IP %q, X-Forwarded-For %q, X-Forwarded-Port %q, X-Forwarded-Proto %q (pod %s)",
+					id, tc.addr, resp.Proto, up.Get("X-Real-Ip"), up.Get("X-Forwarded-For"), up.Get("X-Forwarded-Port"), up.Get("X-Forwarded-Proto"), up.Get("X-Echo-Pod"))
+			}
+		}},
+		{"ingress-nginx-etp-local", []string{"real-ip", "import", "ingress-nginx", "--helm-values", "../testdata/import/ingress-nginx-helm/etp-local.yaml"},
+			func(t *testing.T, vip string) {
+				pods := map[string]bool{}
+				for i := 0; i < 4 || len(pods) < 2 && i < 30; i++ {
+					id := uniqueID("ingress-etp-local")
+					resp, up := c.exampleGet("http://shop.example", vip+":80", id, "X-Forwarded-For: "+clForged)
+					if resp.StatusCode != 200 || up.Get("X-Real-Ip") != clClient || up.Get("X-Forwarded-For") != clClient {
+						t.Errorf("%s: %s, upstream %v (want %s)", id, resp.Status, up, clClient)
+					}
+					pods[up.Get("X-Echo-Pod")] = true
+					if i == 0 {
+						t.Logf("%s via %s:80: upstream X-Real-IP %q, X-Forwarded-For %q (pod %s)", id, vip, up.Get("X-Real-Ip"), up.Get("X-Forwarded-For"), up.Get("X-Echo-Pod"))
+					}
+				}
+				if len(pods) != 2 {
+					t.Errorf("requests reached the pods %v, want both", pods)
+				}
+			}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c.use(t)
+			dir := t.TempDir()
+			caddyCommand(t, nil, append(tc.args, "--upstream", "http://127.0.0.1:9000", "--output-dir", dir)...)
+			data, err := os.ReadFile(filepath.Join(dir, "caddy.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var docs []map[string]any
+			dec := yaml.NewDecoder(strings.NewReader(string(data)))
+			for {
+				var doc map[string]any
+				if err := dec.Decode(&doc); err == io.EOF {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+				if doc != nil {
+					docs = append(docs, doc)
+				}
+			}
+			// What kubectl apply --dry-run=server checks: the apiserver
+			// takes every object without creating it.
+			for _, doc := range docs {
+				c.api.do("POST", collection(doc, "default")+"?dryRun=All", doc, 201)
+			}
+			vip := c.deployManifest("imp-"+tc.name, docs, 230+i, 0, func(cf string) string { return cf })
+			tc.check(t, vip)
+		})
 	}
 }

@@ -619,6 +619,8 @@ func testClusterPaths(t *testing.T, mode string) {
 		c.api.do("DELETE", "/api/v1/namespaces/default/services/"+name, nil, 200)
 	}
 	t.Run("examples", func(t *testing.T) { testClusterExamples(t, c) })
+	c.use(t)
+	t.Run("imports", func(t *testing.T) { testClusterImports(t, c) })
 }
 
 // waitConnect waits until a connection from namespace ns to addr is

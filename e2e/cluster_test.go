@@ -354,20 +354,43 @@ func (c *cluster) httpGet(ns, addr, path string) (int, string) {
 // the echo upstream on 127.0.0.1:9000 (which answers with the request
 // headers it received, as JSON); it waits for the probe port probe.
 func (c *cluster) startPodCaddy(p *clusterPod, caddyfile string, probe int) {
+	c.startPodCaddyAs(p, caddyfile, probe, "/healthz", 0)
+}
+
+// startPodCaddyAs is startPodCaddy as user uid (0: root), waiting for the
+// probe at probePath.
+func (c *cluster) startPodCaddyAs(p *clusterPod, caddyfile string, probe int, probePath string, uid int) {
 	t := c.t
 	if p.stopCaddy != nil {
 		p.stopCaddy()
 	}
-	dir := filepath.Join(c.dir, p.name)
-	_ = os.MkdirAll(dir, 0o755)
+	// A fresh folder per run, as a new pod's emptyDir volumes are.
+	dir, err := os.MkdirTemp(c.dir, p.name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, "Caddyfile") // the ConfigMap, mounted as a file
 	if err := os.WriteFile(path, []byte(caddyfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	env := []string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir, "POD_NAME=" + p.name}
-	p.caddy, p.stopCaddy = c.lab.startStoppable(p.ns, env, caddyBin, "run", "--config", path, "--adapter", "caddyfile")
+	args := []string{caddyBin, "run", "--config", path, "--adapter", "caddyfile"}
+	if uid != 0 {
+		// The Deployment's runAsUser: the pod's own files are its, the
+		// rest read-only to it.
+		for _, d := range []string{filepath.Dir(c.dir), c.dir, filepath.Dir(caddyBin)} {
+			_ = os.Chmod(d, 0o755)
+		}
+		if err := os.Chown(dir, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		// Below 1024 as the manifest's sysctl allows.
+		c.lab.in(p.ns, "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0")
+		args = append([]string{"setpriv", fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", uid), "--clear-groups", "--"}, args...)
+	}
+	p.caddy, p.stopCaddy = c.lab.startStoppable(p.ns, env, args...)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if status, _ := c.httpGet(p.node.ns, fmt.Sprintf("%s:%d", p.ip, probe), "/healthz"); status == 200 {
+		if status, _ := c.httpGet(p.node.ns, fmt.Sprintf("%s:%d", p.ip, probe), probePath); status == 200 {
 			return
 		}
 		if time.Now().After(deadline) {

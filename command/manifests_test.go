@@ -1,0 +1,119 @@
+package command
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+)
+
+// runImport runs an import command as the CLI does, with args.
+func runImport(t *testing.T, c *cobra.Command, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	c.SetOut(&out)
+	c.SetErr(&errOut)
+	c.SetArgs(args)
+	err := c.Execute()
+	return out.String() + errOut.String(), err
+}
+
+// --output-dir writes the Caddyfile and manifests whose Deployment runs it
+// as non-root on a read-only root filesystem, probes the probe server, and
+// names its ports as the Service targets them.
+func TestOutputDirManifests(t *testing.T) {
+	for _, c := range []struct {
+		cmd      *cobra.Command
+		args     []string
+		probe    string
+		lowPorts bool
+		service  map[string]string // Service port name → target container port
+		policy   string
+	}{
+		{kongCommand(), []string{"--helm-values", "../testdata/import/kong-helm/aws-nlb-proxy-protocol.yaml"}, "/status/ready", false,
+			map[string]string{"kong-proxy": "8000", "kong-proxy-tls": "8443"}, ""},
+		{ingressNginxCommand(), []string{"--helm-values", "../testdata/import/ingress-nginx-helm/aws-nlb-proxy-protocol.yaml"}, "/healthz", true,
+			map[string]string{"http": "80", "https": "443"}, ""},
+		{ingressNginxCommand(), []string{"--helm-values", "../testdata/import/ingress-nginx-helm/etp-local.yaml"}, "/healthz", false,
+			map[string]string{"http": "8080", "https": "8443"}, "Local"},
+	} {
+		dir := t.TempDir()
+		if out, err := runImport(t, c.cmd, append(c.args, "--output-dir", dir)...); err != nil {
+			t.Fatalf("%v: %v\n%s", c.args, err, out)
+		}
+		cf, err := os.ReadFile(filepath.Join(dir, "Caddyfile"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		loads(t, cf)
+		data, err := os.ReadFile(filepath.Join(dir, "caddy.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objects := map[string]map[string]any{}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		for {
+			var o map[string]any
+			if err := dec.Decode(&o); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			objects[o["kind"].(string)] = o
+		}
+		for _, kind := range []string{"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"} {
+			if objects[kind] == nil {
+				t.Fatalf("%v: no %s in\n%s", c.args, kind, data)
+			}
+		}
+		if got := objects["ConfigMap"]["data"].(map[string]any)["Caddyfile"]; got != string(cf) {
+			t.Errorf("%v: the ConfigMap's Caddyfile differs from the file", c.args)
+		}
+		podSpec := objects["Deployment"]["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+		ctr := podSpec["containers"].([]any)[0].(map[string]any)
+		sc := ctr["securityContext"].(map[string]any)
+		if sc["runAsNonRoot"] != true || sc["readOnlyRootFilesystem"] != true || sc["allowPrivilegeEscalation"] != false {
+			t.Errorf("%v: container securityContext %v", c.args, sc)
+		}
+		_, hasSysctl := podSpec["securityContext"].(map[string]any)["sysctls"]
+		if hasSysctl != c.lowPorts {
+			t.Errorf("%v: ip_unprivileged_port_start sysctl %v, want %v (ports below 1024: %v)", c.args, hasSysctl, c.lowPorts, c.lowPorts)
+		}
+		ready := ctr["readinessProbe"].(map[string]any)["httpGet"].(map[string]any)
+		if ready["path"] != c.probe || ready["port"] != "probe" {
+			t.Errorf("%v: readiness probe %v", c.args, ready)
+		}
+		ports := map[string]string{}
+		for _, p := range ctr["ports"].([]any) {
+			p := p.(map[string]any)
+			ports[p["name"].(string)] = strings.TrimSpace(yamlText(p["containerPort"]))
+		}
+		spec := objects["Service"]["spec"].(map[string]any)
+		for _, sp := range spec["ports"].([]any) {
+			sp := sp.(map[string]any)
+			name := sp["name"].(string)
+			if sp["targetPort"] != name || ports[name] != c.service[name] {
+				t.Errorf("%v: Service port %v targets container port %q (%s), want %s", c.args, sp, name, ports[name], c.service[name])
+			}
+		}
+		if got, _ := spec["externalTrafficPolicy"].(string); got != c.policy {
+			t.Errorf("%v: externalTrafficPolicy %q, want %q", c.args, got, c.policy)
+		}
+		if c.policy == "" {
+			ann := objects["Service"]["metadata"].(map[string]any)["annotations"].(map[string]any)
+			if ann["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] != "*" {
+				t.Errorf("%v: the balancer annotations are not carried: %v", c.args, ann)
+			}
+		}
+	}
+}
+
+func yamlText(v any) string {
+	b, _ := yaml.Marshal(v)
+	return string(b)
+}
