@@ -490,6 +490,23 @@ func testClusterImports(t *testing.T, c *cluster) {
 					id, tc.addr, resp.Proto, up.Get("X-Real-Ip"), up.Get("X-Forwarded-For"), up.Get("X-Forwarded-Port"), up.Get("X-Forwarded-Proto"), up.Get("X-Echo-Pod"))
 			}
 		}},
+		{"ingress-nginx-nlb-proxy-protocol", []string{"real-ip", "import", "ingress-nginx", "--helm-values", "../testdata/import/ingress-nginx-helm/aws-nlb-proxy-protocol.yaml",
+			"--set", "controller.config.proxy-real-ip-cidr=" + clVPC}, func(t *testing.T, vip string) {
+			// Ports 80 and 443 as the controller's, bound by a non-root
+			// Caddy through the manifest's ip_unprivileged_port_start.
+			for _, tc := range []struct{ url, addr, proto string }{
+				{"http://shop.example", vip + ":80", "http"},
+				{"https://shop.example", vip + ":443", "https"},
+			} {
+				id := uniqueID("ingress-nlb")
+				resp, up := c.exampleGet(tc.url, tc.addr, id, "X-Forwarded-For: "+clForged)
+				if resp.StatusCode != 200 || up.Get("X-Real-Ip") != clClient || up.Get("X-Forwarded-For") != clClient || up.Get("X-Forwarded-Proto") != tc.proto {
+					t.Errorf("%s via %s: %s, upstream %v (want X-Real-IP and X-Forwarded-For %s, %s)", id, tc.addr, resp.Status, up, clClient, tc.proto)
+				}
+				t.Logf("%s via %s (%s): upstream X-Real-IP %q, X-Forwarded-For %q, X-Forwarded-Proto %q (pod %s)",
+					id, tc.addr, resp.Proto, up.Get("X-Real-Ip"), up.Get("X-Forwarded-For"), up.Get("X-Forwarded-Proto"), up.Get("X-Echo-Pod"))
+			}
+		}},
 		{"ingress-nginx-etp-local", []string{"real-ip", "import", "ingress-nginx", "--helm-values", "../testdata/import/ingress-nginx-helm/etp-local.yaml"},
 			func(t *testing.T, vip string) {
 				pods := map[string]bool{}
