@@ -157,13 +157,14 @@ func indent(body string) string {
 	return strings.Join(lines, "\n")
 }
 
-// TestDocumentedSnippets adapts every Caddyfile snippet of the README and
-// CONTRIBUTING.md and loads it, and loads every JSON snippet, with the
+// TestDocumentedSnippets adapts every Caddyfile snippet of the README,
+// CONTRIBUTING.md and every docs/ page and loads it, and loads every JSON snippet, with the
 // environment variables the snippet names set to example values; so the
 // docs cannot show a config that does not work.
 func TestDocumentedSnippets(t *testing.T) {
 	var all []snippet
-	for _, f := range []string{"../README.md", "../CONTRIBUTING.md"} {
+	pages, _ := filepath.Glob("../docs/*.md")
+	for _, f := range append([]string{"../README.md", "../CONTRIBUTING.md"}, pages...) {
 		all = append(all, snippets(t, f)...)
 	}
 	if len(all) < 12 {

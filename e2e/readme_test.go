@@ -18,21 +18,25 @@ import (
 	"github.com/caddy-realip/realip/internal/ppvectors"
 )
 
-// readmeBlock returns the fenced block of the README whose first line is
-// the comment marker, so a test runs what the README shows.
+// readmeBlock returns the fenced block of the README or of a docs/ page
+// whose first line is the comment marker, so a test runs what the
+// documentation shows.
 func readmeBlock(t *testing.T, marker string) string {
 	t.Helper()
-	data, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, block := range strings.Split(string(data), "```")[1:] {
-		_, body, ok := strings.Cut(block, "\n")
-		if ok && strings.HasPrefix(body, marker+"\n") {
-			return body
+	pages, _ := filepath.Glob("../docs/*.md")
+	for _, page := range append([]string{"../README.md"}, pages...) {
+		data, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, block := range strings.Split(string(data), "```")[1:] {
+			_, body, ok := strings.Cut(block, "\n")
+			if ok && strings.HasPrefix(body, marker+"\n") {
+				return body
+			}
 		}
 	}
-	t.Fatalf("no README block starts with %q", marker)
+	t.Fatalf("no block of the README or docs/ starts with %q", marker)
 	return ""
 }
 
