@@ -117,3 +117,24 @@ func yamlText(v any) string {
 	b, _ := yaml.Marshal(v)
 	return string(b)
 }
+
+// The generated respond placeholder (no --upstream) ends with a newline,
+// not the two characters \ and n; untranslated keys reach standard error.
+func TestImportRespondAndUntranslated(t *testing.T) {
+	p, err := kongPlan([]string{"KONG_DATABASE=off"}, map[string]string{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := adapt(p.caddyfile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(js, []byte(`"body": "client {http.vars.client_ip}\n"`)) {
+		t.Errorf("the respond body is not the client and a newline:\n%s", js)
+	}
+	t.Setenv("KONG_DATABASE", "off")
+	out, err := runImport(t, kongCommand())
+	if err != nil || !strings.Contains(out, "caddy real-ip import kong: not translated: KONG_DATABASE (environment)") {
+		t.Errorf("stderr does not list KONG_DATABASE: %v\n%s", err, out)
+	}
+}

@@ -281,9 +281,14 @@ func (c *cluster) deployManifest(ns string, docs []map[string]any, vipHost, _ in
 	}
 	a := svc.annotations
 	switch {
-	case hasIngress:
-		// An ALB with IP targets, checking the probe port.
+	case hasIngress || svc.typ == "ClusterIP":
+		// An ALB with IP targets (an Ingress, or a ClusterIP Service an
+		// Ingress elsewhere points at), checking the probe port.
 		ownAddress()
+		httpPort := svc.ports[0]
+		if p := svc.port("http"); p.Name != "" {
+			httpPort = p
+		}
 		c.startHAProxy(ns, fmt.Sprintf(`
 frontend alb
 	mode http
@@ -293,7 +298,7 @@ frontend alb
 backend pods
 	mode http
 	option httpchk GET /healthz
-%s`, vip, haproxyServers(podTargets(svc.port("http").TargetPort), fmt.Sprintf("check port %d", containerPorts["probe"]))))
+%s`, vip, haproxyServers(podTargets(httpPort.TargetPort), fmt.Sprintf("check port %d", containerPorts["probe"]))))
 	case a["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] == "*" && ns == "ex-aws-privatelink-endpoints":
 		ownAddress()
 		c.relay(vip+":80", podTargets(svc.port("http").TargetPort), []proxyproto.TLV{
@@ -507,6 +512,24 @@ func testClusterImports(t *testing.T, c *cluster) {
 					id, tc.addr, resp.Proto, up.Get("X-Real-Ip"), up.Get("X-Forwarded-For"), up.Get("X-Forwarded-Proto"), up.Get("X-Echo-Pod"))
 			}
 		}},
+		{"kong-alb", []string{"real-ip", "import", "kong", "--helm-values", "../testdata/import/kong-helm/alb.yaml", "--set", "env.trusted_ips=" + clVPC},
+			func(t *testing.T, vip string) {
+				id := uniqueID("kong-alb")
+				resp, up := c.exampleGet("http://shop.example", vip+":80", id, "X-Forwarded-For: "+clForged)
+				if resp.StatusCode != 200 || up.Get("X-Real-Ip") != clClient || up.Get("X-Forwarded-Port") != "80" {
+					t.Errorf("%s: %s, upstream %v (want X-Real-IP %s, X-Forwarded-Port 80)", id, resp.Status, up, clClient)
+				}
+				t.Logf("%s via %s:80: upstream X-Real-IP %q, X-Forwarded-For %q, X-Forwarded-Port %q (pod %s)", id, vip, up.Get("X-Real-Ip"), up.Get("X-Forwarded-For"), up.Get("X-Forwarded-Port"), up.Get("X-Echo-Pod"))
+			}},
+		{"kong-gke", []string{"real-ip", "import", "kong", "--helm-values", "../testdata/import/kong-helm/gke.yaml"},
+			func(t *testing.T, vip string) {
+				id := uniqueID("kong-gke")
+				resp, up := c.exampleGet("https://shop.example", vip+":443", id, "X-Forwarded-For: "+clForged)
+				if resp.StatusCode != 200 || up.Get("X-Forwarded-For") != clClient {
+					t.Errorf("%s: %s, upstream %v (want X-Forwarded-For %s)", id, resp.Status, up, clClient)
+				}
+				t.Logf("%s via %s:443 (%s): upstream X-Forwarded-For %q (pod %s)", id, vip, resp.Proto, up.Get("X-Forwarded-For"), up.Get("X-Echo-Pod"))
+			}},
 		{"ingress-nginx-etp-local", []string{"real-ip", "import", "ingress-nginx", "--helm-values", "../testdata/import/ingress-nginx-helm/etp-local.yaml"},
 			func(t *testing.T, vip string) {
 				pods := map[string]bool{}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -76,6 +77,24 @@ func TestImportOutputRunsAsNonRoot(t *testing.T) {
 			},
 		},
 	}
+	// Every golden made from chart values, too: it starts as nobody, binds
+	// exactly the ports its Caddyfile names, and answers its probe.
+	for _, file := range helmGoldens(t) {
+		kind := "kong"
+		if strings.Contains(file, "ingress-nginx") {
+			kind = "ingress-nginx"
+		}
+		cases = append(cases, struct {
+			name      string
+			args      []string
+			env       []string
+			configMap string
+			ports     []int
+			probe     string
+			check     func(t *testing.T, pod *importPod)
+		}{name: "helm values " + filepath.Base(file) + " (" + kind + ")", args: []string{"real-ip", "import", kind, "--helm-values", file,
+			"--upstream", "http://127.0.0.1:9000"}, check: func(*testing.T, *importPod) {}})
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -88,6 +107,10 @@ func TestImportOutputRunsAsNonRoot(t *testing.T) {
 				args = append(args, "--configmap", cm)
 			}
 			cf := caddyCommand(t, c.env, args...)
+			if c.ports == nil {
+				// What the generated Caddyfile itself says it listens on.
+				c.ports, c.probe = caddyfilePorts(cf)
+			}
 			pod := startImportPod(t, dir, cf)
 
 			// Only the source's ports, and Caddy's admin endpoint on
@@ -98,6 +121,9 @@ func TestImportOutputRunsAsNonRoot(t *testing.T) {
 			slices.Sort(want)
 			if !slices.Equal(got, want) {
 				t.Errorf("listening on %v, want %v (the source's ports and the admin endpoint)\n%s", got, want, cf)
+			}
+			if c.probe == "" {
+				t.Fatalf("no probe server in the output:\n%s", cf)
 			}
 			port, path, _ := strings.Cut(c.probe, "/")
 			if r := sendRaw(t, pod.lb, pod.ip+":"+port, "GET /"+path+" HTTP/1.1\r\nHost: "+pod.ip+"\r\nConnection: close\r\n\r\n"); r.status != 200 {
@@ -110,7 +136,7 @@ func TestImportOutputRunsAsNonRoot(t *testing.T) {
 					t.Errorf("Caddy's log has %q:\n%s", bad, logs)
 				}
 			}
-			if !strings.Contains(logs, "trust store installation disabled") {
+			if strings.Contains(cf, "tls internal") && !strings.Contains(logs, "trust store installation disabled") {
 				t.Errorf("Caddy did not say that it leaves the trust store alone:\n%s", logs)
 			}
 		})
@@ -163,6 +189,11 @@ func startImportPod(t *testing.T, dir, caddyfile string) *importPod {
 	}
 	_ = os.Chmod(filepath.Dir(dir), 0o755)
 	_ = os.Chmod(filepath.Dir(caddyBin), 0o755)
+	// Ports below 1024 as the generated Deployment allows them to a
+	// non-root process: the pod sysctl ip_unprivileged_port_start.
+	if ports, _ := caddyfilePorts(caddyfile); slices.ContainsFunc(ports, func(n int) bool { return n < 1024 }) {
+		lab.in(p.pod, "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0")
+	}
 	p.logs = lab.start(p.pod, []string{"HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home},
 		"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", caddyBin, "run", "--config", file, "--adapter", "caddyfile")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -242,4 +273,36 @@ func (p *importPod) upstream(t *testing.T, port int, withTLS bool, header string
 		t.Fatalf("%v: %s", err, body)
 	}
 	return h
+}
+
+// helmGoldens are the chart values files the import goldens are made from.
+func helmGoldens(t *testing.T) []string {
+	t.Helper()
+	kong, _ := filepath.Glob("../testdata/import/kong-helm/*.yaml")
+	nginx, _ := filepath.Glob("../testdata/import/ingress-nginx-helm/*.yaml")
+	if len(kong) < 3 || len(nginx) < 2 {
+		t.Fatalf("chart values goldens: %d of Kong's, %d of ingress-nginx's", len(kong), len(nginx))
+	}
+	return append(kong, nginx...)
+}
+
+var siteAddress = regexp.MustCompile(`(?m)^https?://:(\d+)`)
+
+// caddyfilePorts reads the ports of a generated Caddyfile's sites, and its
+// probe ("port/path": the last site, the probe server, with its first
+// respond path).
+func caddyfilePorts(cf string) ([]int, string) {
+	var ports []int
+	for _, m := range siteAddress.FindAllStringSubmatch(cf, -1) {
+		var n int
+		fmt.Sscan(m[1], &n)
+		if !slices.Contains(ports, n) {
+			ports = append(ports, n)
+		}
+	}
+	probe := ""
+	if m := regexp.MustCompile(`(?m)^http://:(\d+) \{\n\trespond (\S+) 200`).FindStringSubmatch(cf); m != nil {
+		probe = m[1] + m[2]
+	}
+	return ports, probe
 }
