@@ -143,13 +143,24 @@ comment.
 				}
 				p.untranslated = append(p.untranslated, chart.untranslated...)
 				p.service = chart.service
+				if !cmd.Flags().Changed("default-ssl-certificate") {
+					if err := p.useDefaultCertificate(chart.defaultCert); err != nil {
+						return err
+					}
+				}
 			default:
 				return fmt.Errorf("--configmap FILE or --helm-values FILE is required: the controller's ConfigMap manifest (kubectl -n ingress-nginx get configmap ingress-nginx-controller -o yaml), or the chart's values")
+			}
+			if ref, _ := cmd.Flags().GetString("default-ssl-certificate"); ref != "" {
+				if err := p.useDefaultCertificate(ref); err != nil {
+					return err
+				}
 			}
 			p.upstream, _ = cmd.Flags().GetString("upstream")
 			return write(cmd, p)
 		},
 	}
+	c.Flags().String("default-ssl-certificate", "", "the controller's --default-ssl-certificate NAMESPACE/SECRET: served for every name, the Secret mounted by the --output-dir Deployment")
 	c.Flags().String("configmap", "", "the controller ConfigMap manifest (YAML)")
 	c.Flags().StringArray("helm-values", nil, "a values file of ingress-nginx's Helm chart (repeatable; later files override earlier, as helm -f): controller.config, controller.extraArgs, controller.service")
 	c.Flags().StringArray("set", nil, "a Helm --set key=value over the values files (repeatable)")

@@ -70,12 +70,13 @@ type plan struct {
 	fullXFF      string      // ingress-nginx's $full_x_forwarded_for: the address appended, "" when not computed
 	cert         string      // the source's certificate and key files, "" for a self-signed default
 	certKey      string
-	certFrom     string   // where they were set
-	certName     string   // a name in the certificate, for fallback_sni; "" when it could not be read
-	probe        *probe   // a server for the kubelet's probes, without the wrapper
-	portMaps     []string // Kong's port_maps, for the handler
-	untranslated []string // keys the source was given that this file does not translate
-	service      *service // the source's Service, from Helm values, for --output-dir
+	certFrom     string        // where they were set
+	certName     string        // a name in the certificate, for fallback_sni; "" when it could not be read
+	probe        *probe        // a server for the kubelet's probes, without the wrapper
+	portMaps     []string      // Kong's port_maps, for the handler
+	untranslated []string      // keys the source was given that this file does not translate
+	service      *service      // the source's Service, from Helm values, for --output-dir
+	secretMounts []secretMount // Secrets the Deployment mounts (certificates)
 
 	// acceptMoreTrust: --accept-more-trust, writing a config that trusts
 	// more than the source did rather than failing.

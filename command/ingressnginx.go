@@ -171,3 +171,24 @@ func ingressNginxPlanFrom(cm *configMap, fileName string, httpPort, httpsPort, h
 	p.untranslated = other
 	return p, nil
 }
+
+// useDefaultCertificate takes the controller's --default-ssl-certificate
+// (NAMESPACE/SECRET): the Deployment mounts that Secret and the Caddyfile
+// serves its tls.crt for every name, as the controller serves it for hosts
+// without a certificate of their own.
+func (p *plan) useDefaultCertificate(ref string) error {
+	if ref == "" {
+		return nil
+	}
+	ns, secret, ok := strings.Cut(ref, "/")
+	if !ok || !isHostName(ns) || !isHostName(secret) {
+		return fmt.Errorf("--default-ssl-certificate must be NAMESPACE/SECRET, got '%s'", shorten(ref))
+	}
+	const dir = "/etc/caddy/default-certificate"
+	p.cert, p.certKey = dir+"/tls.crt", dir+"/tls.key"
+	p.certFrom = "the controller's --default-ssl-certificate " + ref + ", mounted from the Secret"
+	p.secretMounts = append(p.secretMounts, secretMount{secret: secret, path: dir})
+	p.notes = append(p.notes, "--default-ssl-certificate "+ref+": the Secret must be in the namespace Caddy runs in; "+
+		"clients that ask for a name it does not hold get no certificate unless fallback_sni names one it does.")
+	return nil
+}

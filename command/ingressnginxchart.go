@@ -42,6 +42,7 @@ type ingressNginxChart struct {
 	service                         *service
 	untranslated                    []string
 	files                           string
+	defaultCert                     string // --default-ssl-certificate NAMESPACE/SECRET
 }
 
 func readIngressNginxChart(files, sets []string) (*ingressNginxChart, error) {
@@ -101,8 +102,9 @@ func readIngressNginxChart(files, sets []string) (*ingressNginxChart, error) {
 		}
 		c.untranslated = append(c.untranslated, fmt.Sprintf("%s = %v (Helm values)", key, v))
 	}
+	c.defaultCert = hv.str("controller.extraArgs.default-ssl-certificate")
 	for k := range hv.stringMap("controller.extraArgs") {
-		if k != "http-port" && k != "https-port" && k != "healthz-port" {
+		if k != "http-port" && k != "https-port" && k != "healthz-port" && k != "default-ssl-certificate" {
 			c.untranslated = append(c.untranslated, "controller.extraArgs."+k+" (Helm values)")
 		}
 	}

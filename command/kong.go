@@ -242,6 +242,9 @@ func kongPlanWithChart(environ []string, conf map[string]string, confName string
 		other = append(other, chart.untranslated...)
 		p.sources = append(p.sources, chart.sources...)
 		p.service = chart.service
+		for _, name := range chart.secrets {
+			p.secretMounts = append(p.secretMounts, secretMount{secret: name, path: "/etc/secrets/" + name})
+		}
 	}
 	slices.Sort(other)
 	p.untranslated = other

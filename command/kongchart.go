@@ -49,6 +49,7 @@ type kongChart struct {
 	sources      []string
 	service      *service
 	files        string
+	secrets      []string // secretVolumes: Secrets the chart mounts at /etc/secrets/<name>
 }
 
 func (c *kongChart) from(envName string) string {
@@ -164,6 +165,14 @@ func readKongChart(files, sets []string) (*kongChart, error) {
 			continue
 		}
 		c.untranslated = append(c.untranslated, fmt.Sprintf("%s = %v (Helm values)", key, v))
+	}
+	// The chart mounts each secretVolumes entry at /etc/secrets/<name>,
+	// which is where env.ssl_cert and env.ssl_cert_key point.
+	for _, name := range hv.list("secretVolumes") {
+		if !isHostName(name) {
+			return nil, fmt.Errorf("secretVolumes: '%s' is not a Secret name", shorten(name))
+		}
+		c.secrets = append(c.secrets, name)
 	}
 	c.sources = append(c.sources, "Helm values (Kong's chart): "+c.files)
 	return c, nil

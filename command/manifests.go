@@ -19,6 +19,12 @@ type service struct {
 	ports                 []servicePortSpec
 }
 
+// secretMount is a Secret the Deployment mounts read-only at path, as the
+// source's chart does (its certificates).
+type secretMount struct {
+	secret, path string
+}
+
 // servicePortSpec is one port of the Service: what clients use, and the
 // container port behind it.
 type servicePortSpec struct {
@@ -94,6 +100,16 @@ func (p *plan) manifests(caddyfile []byte) ([]byte, error) {
 			map[string]any{"name": "config", "mountPath": "/config"},
 		},
 	}
+	volumes := []any{
+		map[string]any{"name": "caddyfile", "configMap": map[string]any{"name": name}},
+		map[string]any{"name": "data", "emptyDir": map[string]any{}},
+		map[string]any{"name": "config", "emptyDir": map[string]any{}},
+	}
+	for _, m := range p.secretMounts {
+		mounts := container["volumeMounts"].([]any)
+		container["volumeMounts"] = append(mounts, map[string]any{"name": "secret-" + m.secret, "mountPath": m.path, "readOnly": true})
+		volumes = append(volumes, map[string]any{"name": "secret-" + m.secret, "secret": map[string]any{"secretName": m.secret}})
+	}
 	if pr := p.probe; pr != nil {
 		containerPorts = append(containerPorts, map[string]any{"name": "probe", "containerPort": pr.port, "protocol": "TCP"})
 		container["ports"] = containerPorts
@@ -119,11 +135,7 @@ func (p *plan) manifests(caddyfile []byte) ([]byte, error) {
 					"spec": map[string]any{
 						"securityContext": podSecurity,
 						"containers":      []any{container},
-						"volumes": []any{
-							map[string]any{"name": "caddyfile", "configMap": map[string]any{"name": name}},
-							map[string]any{"name": "data", "emptyDir": map[string]any{}},
-							map[string]any{"name": "config", "emptyDir": map[string]any{}},
-						},
+						"volumes":         volumes,
 					},
 				},
 			}},

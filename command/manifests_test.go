@@ -138,3 +138,38 @@ func TestImportRespondAndUntranslated(t *testing.T) {
 		t.Errorf("stderr does not list KONG_DATABASE: %v\n%s", err, out)
 	}
 }
+
+// The source's certificates: Kong's ssl_cert from a chart secretVolume and
+// ingress-nginx's --default-ssl-certificate are served by the Caddyfile and
+// mounted by the Deployment from their Secrets.
+func TestOutputDirCertificates(t *testing.T) {
+	for _, c := range []struct {
+		cmd              *cobra.Command
+		args             []string
+		tls, secret, dir string
+	}{
+		{kongCommand(), []string{"--helm-values", "../testdata/import/kong-helm/aws-nlb-proxy-protocol.yaml", "--set", "secretVolumes[0]=kong-tls",
+			"--set", "env.ssl_cert=/etc/secrets/kong-tls/tls.crt,env.ssl_cert_key=/etc/secrets/kong-tls/tls.key"},
+			"tls /etc/secrets/kong-tls/tls.crt /etc/secrets/kong-tls/tls.key", "kong-tls", "/etc/secrets/kong-tls"},
+		{ingressNginxCommand(), []string{"--helm-values", "../testdata/import/ingress-nginx-helm/etp-local.yaml", "--set", "controller.extraArgs.default-ssl-certificate=web/wildcard-tls"},
+			"tls /etc/caddy/default-certificate/tls.crt /etc/caddy/default-certificate/tls.key", "wildcard-tls", "/etc/caddy/default-certificate"},
+	} {
+		dir := t.TempDir()
+		if out, err := runImport(t, c.cmd, append(c.args, "--output-dir", dir)...); err != nil {
+			t.Fatalf("%v: %v\n%s", c.args, err, out)
+		}
+		cf, _ := os.ReadFile(filepath.Join(dir, "Caddyfile"))
+		if !strings.Contains(string(cf), "\t"+c.tls+"\n") || strings.Contains(string(cf), "tls internal") {
+			t.Errorf("%v: the Caddyfile does not serve the source's certificate:\n%s", c.args, cf)
+		}
+		if _, err := adapt(cf); err != nil {
+			t.Errorf("%v: %v", c.args, err)
+		}
+		data, _ := os.ReadFile(filepath.Join(dir, "caddy.yaml"))
+		for _, want := range []string{"secretName: " + c.secret, "mountPath: " + c.dir} {
+			if !strings.Contains(string(data), want) {
+				t.Errorf("%v: the manifests lack %q:\n%s", c.args, want, data)
+			}
+		}
+	}
+}
