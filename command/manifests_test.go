@@ -173,3 +173,17 @@ func TestOutputDirCertificates(t *testing.T) {
 		}
 	}
 }
+
+// PROXY listeners with nothing trusted are refused, naming the fix, and
+// --accept-more-trust writes the wrapper trusting every sender.
+func TestAcceptMoreTrust(t *testing.T) {
+	t.Setenv("KONG_PROXY_LISTEN", "0.0.0.0:8000 proxy_protocol")
+	t.Setenv("KONG_REAL_IP_HEADER", "proxy_protocol")
+	if out, err := runImport(t, kongCommand()); err == nil || !strings.Contains(err.Error(), "--accept-more-trust") {
+		t.Errorf("nothing trusted: %v\n%s", err, out)
+	}
+	out, err := runImport(t, kongCommand(), "--accept-more-trust")
+	if err != nil || !strings.Contains(out, "real_ip 0.0.0.0/0 ::/0") || !strings.Contains(out, "--accept-more-trust made the wrapper") {
+		t.Errorf("--accept-more-trust: %v\n%s", err, out)
+	}
+}
