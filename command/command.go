@@ -13,6 +13,11 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// docsFooter ends the help of every caddy real-ip command.
+const docsFooter = `Full documentation of these commands:
+	https://github.com/caddy-realip/realip#readme (README.md), and docs/kong.md,
+	docs/ingress-nginx.md and docs/operations.md beside it`
+
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "real-ip",
@@ -35,6 +40,9 @@ listener wrapper).
 			}
 			importCmd.AddCommand(kongCommand(), ingressNginxCommand())
 			cmd.AddCommand(importCmd, explainCommand())
+			// Caddy's root help ends every command's help with its own
+			// documentation's address; these commands are documented here.
+			cmd.SetHelpTemplate((&cobra.Command{}).HelpTemplate() + "\n" + docsFooter + "\n")
 		},
 	})
 }

@@ -154,3 +154,14 @@ func TestImportIngressNginxRuns(t *testing.T) {
 		t.Errorf("use-forwarded-headers: upstream got %v\n%s", h, cf)
 	}
 }
+
+// The plugin's commands point at its own documentation, not Caddy's
+// command-line page.
+func TestCommandHelpPointsAtTheREADME(t *testing.T) {
+	for _, args := range [][]string{{"real-ip", "--help"}, {"real-ip", "import", "kong", "--help"}, {"real-ip", "explain", "--help"}} {
+		out := caddyCommand(t, nil, args...)
+		if !strings.Contains(out, "https://github.com/caddy-realip/realip#readme") || strings.Contains(out, "caddyserver.com/docs/command-line") {
+			t.Errorf("caddy %s:\n%s", strings.Join(args, " "), out)
+		}
+	}
+}

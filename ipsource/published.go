@@ -43,7 +43,7 @@ func init() {
 const (
 	FormatAWS    = "aws"    // ip-ranges.json: prefixes[].ip_prefix, ipv6_prefixes[].ipv6_prefix, with region and service
 	FormatGoogle = "google" // cloud.json / goog.json: prefixes[].ipv4Prefix / ipv6Prefix, with service and scope
-	FormatLines  = "lines"  // one address or CIDR a line; blank lines and # comments ignored
+	FormatLines  = "lines"  // one address or CIDR a line; blank lines and # comments (whole-line or after a range) ignored
 
 	defaultInterval  = time.Hour
 	defaultTimeout   = 10 * time.Second
@@ -514,8 +514,11 @@ func Parse(body []byte, format string, services, regions []string) ([]netip.Pref
 		}
 	case FormatLines:
 		for _, line := range strings.Split(string(body), "\n") {
+			// A "#" starts a comment, at the start of a line or after a
+			// range ("10.0.0.0/8  # the VPC").
+			line, _, _ = strings.Cut(line, "#")
 			line = strings.TrimSpace(line)
-			if line == "" || strings.HasPrefix(line, "#") {
+			if line == "" {
 				continue
 			}
 			raw = append(raw, line)

@@ -72,6 +72,7 @@ func TestParse(t *testing.T) {
 		{"cloudflare text", cloudflareSample, "", nil, nil, "173.245.48.0/20 103.21.244.0/22 2400:cb00::/32 198.51.100.7/32", ""},
 		{"text with a bad line", "10.0.0.0/8\nnot-an-address\n", "", nil, nil, "", "'not-an-address' is not an address or CIDR"},
 		{"empty", "\n# nothing\n", "", nil, nil, "", "the list is empty"},
+		{"text with inline comments", "10.0.0.0/8  # the VPC\n192.0.2.1\t# the balancer\n  # indented\n", "lines", nil, nil, "10.0.0.0/8 192.0.2.1/32", ""},
 		{"unknown JSON", `{"ranges": ["10.0.0.0/8"]}`, "", nil, nil, "", "unknown list format"},
 		{"broken JSON", `{"prefixes": [`, "aws", nil, nil, "", "aws list"},
 		{"an HTML error page", "<html>503</html>", "", nil, nil, "", "is not an address or CIDR"},
