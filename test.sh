@@ -38,23 +38,31 @@ fi
 # FUZZTIME=5m (or 10000000x) for a longer hunt.
 FUZZTIME=${FUZZTIME:-50000x}
 
-echo "== go vet, staticcheck"
+# Each stage says when it starts and how long the run has taken.
+start=$(date +%s)
+stage() { echo "== [$(( $(date +%s) - start ))s] $*"; }
+
+stage "go vet, staticcheck"
 go vet ./...
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 if [ "$(id -u)" = 0 ]; then
-	echo "== kube-apiserver and kube-proxy for the cluster tests (built once, cached by version)"
+	stage "kube-apiserver and kube-proxy for the cluster tests (built once, cached by version)"
 	REALIP_KUBE_BIN=$(./e2e/kube/build.sh)
 	export REALIP_KUBE_BIN
 fi
-echo "== go test -race (the e2e tests' Caddy binary is built with -race too)"
-REALIP_RACE=1 go test -race -count=1 -timeout 30m ./...
-echo "== examples/kubernetes (a Go module of its own: manifests, Caddyfiles, Dockerfile)"
+stage "go test -race (the e2e tests' Caddy binary is built with -race too): each package as it finishes, every skipped test, the output of every failure"
+rcfile=$(mktemp)
+{ REALIP_RACE=1 go test -race -count=1 -timeout 30m -json ./... 2>&1; echo $? >"$rcfile"; } | go run ./internal/testreport || true
+rc=$(cat "$rcfile")
+rm -f "$rcfile"
+[ "$rc" = 0 ] || { echo "go test failed (exit status $rc)"; exit 1; }
+stage "examples/kubernetes (a Go module of its own: manifests, Caddyfiles, Dockerfile)"
 (cd examples/kubernetes && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./... && go test -count=1 ./...)
-echo "== fuzz ($FUZZTIME each)"
+stage "fuzz ($FUZZTIME each)"
 grep -rE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+\(' . | while IFS=: read -r file decl; do
 	target=$(echo "$decl" | sed -E 's/^func (Fuzz[A-Za-z0-9_]+)\(.*/\1/')
 	pkg=./$(dirname "${file#./}")
 	echo "-- $target ($pkg)"
 	go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" "$pkg"
 done
-echo "== all tests passed"
+stage "all tests passed"
