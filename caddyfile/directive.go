@@ -89,6 +89,20 @@ func UnmarshalHandler(d *caddyfile.Dispenser, hd *handler.Handler) error {
 				return d.Errf("real_ip_trusted_hops takes a number of proxies, 0 or more, got '%s'", v)
 			}
 			hd.RealIPTrustedHops = n
+		case "rewrite_forwarded_headers":
+			if err := Once(d, seen); err != nil {
+				return err
+			}
+			v := true
+			if d.NextArg() {
+				d.Prev()
+				on, err := OnOff(d)
+				if err != nil {
+					return err
+				}
+				v = on
+			}
+			hd.RewriteForwardedHeaders = v
 		case "port_maps":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -99,7 +113,7 @@ func UnmarshalHandler(d *caddyfile.Dispenser, hd *handler.Handler) error {
 			}
 			hd.PortMaps = append(hd.PortMaps, args...)
 		default:
-			return d.Errf("unrecognized real_ip option '%s' (want trusted_ips, trusted_ips_source, real_ip_header, real_ip_recursive, real_ip_trusted_hops or port_maps)", d.Val())
+			return d.Errf("unrecognized real_ip option '%s' (want trusted_ips, trusted_ips_source, real_ip_header, real_ip_recursive, real_ip_trusted_hops, port_maps or rewrite_forwarded_headers)", d.Val())
 		}
 	}
 	if d.Next() {

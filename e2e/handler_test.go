@@ -289,3 +289,41 @@ http://localhost:%d {
 		t.Errorf("untrusted: %q", body)
 	}
 }
+
+// rewrite_forwarded_headers with the README's reverse_proxy block: the
+// upstream gets the trusted chain and the client, never the forged entry;
+// from an untrusted peer, none of what it wrote.
+func TestRewriteForwardedHeadersUpstream(t *testing.T) {
+	c := startCaddy(t)
+	up := upstreamEcho(t)
+	port := freePort(t)
+	c.loadCaddyfile(fmt.Sprintf(`
+http://localhost:%d {
+	bind 127.0.0.1
+	real_ip 127.0.0.1 {
+		real_ip_header X-Forwarded-For
+		real_ip_recursive on
+		rewrite_forwarded_headers
+	}
+	reverse_proxy %s {
+		header_up X-Forwarded-For {http.request.header.X-Forwarded-For}
+	}
+}`, port, up))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	get := func(src string, headers ...string) http.Header {
+		body, _ := getFrom(t, src, addr, headers)
+		var h http.Header
+		if err := json.Unmarshal([]byte(body), &h); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		return h
+	}
+	h := get("127.0.0.1", "X-Forwarded-For: 192.0.2.66, 203.0.113.7", "X-Real-IP: 192.0.2.66")
+	if h.Get("X-Forwarded-For") != "203.0.113.7, 127.0.0.1" || h.Get("X-Real-Ip") != "203.0.113.7" {
+		t.Errorf("trusted peer: upstream got %v", h)
+	}
+	h = get("127.0.0.2", "X-Forwarded-For: 192.0.2.66", "X-Real-IP: 192.0.2.66", "X-Forwarded-Host: evil.example")
+	if h.Get("X-Real-Ip") != "" || h.Get("X-Forwarded-Host") == "evil.example" || strings.Contains(h.Get("X-Forwarded-For"), "192.0.2.66") {
+		t.Errorf("untrusted peer: upstream got %v", h)
+	}
+}

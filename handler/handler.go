@@ -104,6 +104,17 @@ type Handler struct {
 	// does; a trusted peer's X-Forwarded-Port still wins.
 	PortMaps []string `json:"port_maps,omitempty"`
 
+	// After the decision, make the request's forwarding headers say only
+	// what trusted hops wrote, for later handlers and plugins that parse
+	// them themselves: from a trusted peer, X-Forwarded-For becomes the
+	// trusted chain ({http.real_ip.trusted_chain}), X-Real-IP the client,
+	// and a Forwarded header the same chain as for= elements; whatever an
+	// untrusted sender wrote (Forwarded, X-Forwarded-*, X-Real-IP and
+	// real_ip_header) is removed. Off by default: nginx changes no header.
+	// The {http.real_ip.*} placeholders still describe the request as it
+	// arrived.
+	RewriteForwardedHeaders bool `json:"rewrite_forwarded_headers,omitempty"`
+
 	portMaps map[string]string // listen port → host port
 	trusted  *ipset.Live
 	header   string // canonical MIME form
@@ -290,9 +301,46 @@ func (h *Handler) apply(r *http.Request, vars map[string]any) {
 	if ce != nil {
 		ce.Write(h.decisionFields(&res, r.Header, *trace)...)
 	}
+	res.req, res.h = r, h
+	if h.RewriteForwardedHeaders {
+		h.rewriteHeaders(&res, r)
+	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		res.req, res.h = r, h
 		repl.Map(res.replace)
+	}
+}
+
+// forwardingHeaders are the headers that carry a client address or what a
+// proxy saw, removed when an untrusted sender wrote them.
+var forwardingHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+	"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Path", "X-Real-Ip"}
+
+// rewriteHeaders is rewrite_forwarded_headers, once the decision is made.
+func (h *Handler) rewriteHeaders(res *result, r *http.Request) {
+	res.original = r.Header.Clone()
+	if !res.headersTrusted {
+		for _, name := range forwardingHeaders {
+			r.Header.Del(name)
+		}
+		if h.header != "" {
+			r.Header.Del(h.header)
+		}
+	}
+	if !res.trusted {
+		return
+	}
+	chain := res.trustedChainParts()
+	r.Header.Set("X-Forwarded-For", strings.Join(chain, ", "))
+	r.Header.Set("X-Real-Ip", hostOf(r.RemoteAddr))
+	if res.headersTrusted && len(res.original.Values("Forwarded")) > 0 {
+		elements := make([]string, len(chain))
+		for i, a := range chain {
+			if strings.Contains(a, ":") {
+				a = `"[` + a + `]"`
+			}
+			elements[i] = "for=" + a
+		}
+		r.Header.Set("Forwarded", strings.Join(elements, ", "))
 	}
 }
 

@@ -340,3 +340,54 @@ func TestPortMaps(t *testing.T) {
 		}
 	}
 }
+
+// rewrite_forwarded_headers: a later handler sees only what trusted hops
+// wrote; the placeholders still describe the request as it came.
+func TestRewriteForwardedHeaders(t *testing.T) {
+	h := provisioned(t, Handler{TrustedIPs: []string{"10.0.0.0/8"}, RealIPHeader: "X-Forwarded-For", RealIPRecursive: true, RewriteForwardedHeaders: true})
+	for _, c := range []struct {
+		name, peer string
+		header     http.Header
+		want       http.Header // after the handler; absent keys must be absent
+	}{
+		{"trusted, a forged entry left of the client", "10.0.0.1:1", http.Header{
+			"X-Forwarded-For": {"192.0.2.66, 203.0.113.7, 10.0.0.2"}, "X-Real-Ip": {"192.0.2.66"}, "X-Forwarded-Proto": {"https"},
+			"Forwarded": {"for=192.0.2.66, for=203.0.113.7"}},
+			http.Header{"X-Forwarded-For": {"203.0.113.7, 10.0.0.2, 10.0.0.1"}, "X-Real-Ip": {"203.0.113.7"}, "X-Forwarded-Proto": {"https"},
+				"Forwarded": {"for=203.0.113.7, for=10.0.0.2, for=10.0.0.1"}}},
+		{"trusted, no header", "10.0.0.1:1", http.Header{},
+			http.Header{"X-Forwarded-For": {"10.0.0.1"}, "X-Real-Ip": {"10.0.0.1"}}},
+		{"untrusted: everything it wrote goes", "192.0.2.1:1", http.Header{
+			"X-Forwarded-For": {"198.51.100.9"}, "X-Real-Ip": {"198.51.100.9"}, "Forwarded": {"for=198.51.100.9"},
+			"X-Forwarded-Host": {"evil.example"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Port": {"1"}, "X-Forwarded-Prefix": {"/x"}},
+			http.Header{}},
+		{"trusted IPv6 chain in Forwarded", "10.0.0.1:1", http.Header{"X-Forwarded-For": {"2001:db8::7"}, "Forwarded": {`for="[2001:db8::7]"`}},
+			http.Header{"X-Forwarded-For": {"2001:db8::7, 10.0.0.1"}, "X-Real-Ip": {"2001:db8::7"}, "Forwarded": {`for="[2001:db8::7]", for=10.0.0.1`}}},
+	} {
+		r, repl := request(c.peer, c.header.Clone())
+		var seen http.Header
+		next := caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error { seen = r.Header.Clone(); return nil })
+		if err := h.ServeHTTP(httptest.NewRecorder(), r, next); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range forwardingHeaders {
+			if got, want := seen.Values(name), c.want.Values(name); strings.Join(got, "|") != strings.Join(want, "|") {
+				t.Errorf("%s: %s %q, want %q", c.name, name, got, want)
+			}
+		}
+		// The placeholders describe what arrived.
+		if xff := c.header.Get("X-Forwarded-For"); xff != "" {
+			if got, _ := repl.GetString("http.real_ip.upstream.x_forwarded_for"); !strings.HasPrefix(got, xff) {
+				t.Errorf("%s: upstream.x_forwarded_for %q, want the incoming %q first", c.name, got, xff)
+			}
+		}
+	}
+	// Off by default: nothing changes.
+	plain := provisioned(t, Handler{TrustedIPs: []string{"10.0.0.0/8"}, RealIPHeader: "X-Forwarded-For"})
+	r, _ := request("192.0.2.1:1", http.Header{"X-Forwarded-For": {"198.51.100.9"}})
+	var seen http.Header
+	_ = plain.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error { seen = r.Header; return nil }))
+	if seen.Get("X-Forwarded-For") != "198.51.100.9" {
+		t.Errorf("without the option the header changed: %v", seen)
+	}
+}

@@ -44,6 +44,17 @@ type result struct {
 	source         source
 	h              *Handler   // for {http.real_ip.trusted_chain}, which walks the header again
 	set            *ipset.Set // the trusted set the decision was made with
+	// the request's headers as they arrived, when rewrite_forwarded_headers
+	// changed them: the placeholders describe what came in
+	original http.Header
+}
+
+// header is the request's headers as they arrived.
+func (res *result) header() http.Header {
+	if res.original != nil {
+		return res.original
+	}
+	return res.req.Header
 }
 
 func (res result) replace(key string) (any, bool) {
@@ -98,7 +109,7 @@ func (res *result) upstream(name string) (any, bool) {
 	case "x_real_ip":
 		return clientText, true
 	case "x_forwarded_for":
-		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		if xff := res.header().Values("X-Forwarded-For"); len(xff) > 0 {
 			peer := res.peerText
 			if !res.peerUnix {
 				peer = res.peer.Addr().String()
@@ -149,7 +160,7 @@ func (res *result) trustedHeader(name string) string {
 	if !res.headersTrusted {
 		return ""
 	}
-	return res.req.Header.Get(name)
+	return res.header().Get(name)
 }
 
 // hostOf returns the address part of an "ip:port" remote address without
@@ -196,13 +207,18 @@ func serverPort(r *http.Request) string {
 // dropped. Just the peer when nothing was taken from a header. It is
 // computed only when asked for, by walking the header again with a trace.
 func (res result) trustedChain() string {
+	return strings.Join(res.trustedChainParts(), ", ")
+}
+
+// trustedChainParts is the trusted chain's addresses, client first.
+func (res result) trustedChainParts() []string {
 	var parts []string
 	switch {
 	case res.source == sourceProxyProtocol:
 		parts = append(parts, res.client.Addr().String())
 	case res.source == sourceHeader && res.h != nil && res.req != nil:
 		var steps []Step
-		res.h.walk(res.set, res.req.Header, &steps)
+		res.h.walk(res.set, res.header(), &steps)
 		for i := len(steps) - 1; i >= 0; i-- {
 			if steps[i].Parsed {
 				parts = append(parts, steps[i].Addr.Unmap().String())
@@ -212,5 +228,5 @@ func (res result) trustedChain() string {
 	if !res.peerUnix && res.peer.IsValid() {
 		parts = append(parts, res.peer.Addr().String())
 	}
-	return strings.Join(parts, ", ")
+	return parts
 }
