@@ -32,6 +32,8 @@ listener wrapper).
   caddy real-ip import ingress-nginx  an ingress-nginx controller ConfigMap as a Caddyfile
   caddy real-ip explain               which client address the real_ip handler would
                                       choose for a request, step by step
+  caddy real-ip check                 what in a config (a file, or the running one) would
+                                      make real_ip misjudge a client: order, wrappers, trust
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			importCmd := &cobra.Command{
@@ -39,7 +41,7 @@ listener wrapper).
 				Short: "Writes a Caddyfile from another proxy's client-IP settings",
 			}
 			importCmd.AddCommand(kongCommand(), ingressNginxCommand())
-			cmd.AddCommand(importCmd, explainCommand())
+			cmd.AddCommand(importCmd, explainCommand(), checkCommand())
 			// Caddy's root help ends every command's help with its own
 			// documentation's address; these commands are documented here.
 			cmd.SetHelpTemplate((&cobra.Command{}).HelpTemplate() + "\n" + docsFooter + "\n")
