@@ -2,6 +2,8 @@ package command
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -120,5 +122,40 @@ func TestExplainShortChainWithHops(t *testing.T) {
 		"--peer", "10.0.0.1:1", "--value", "203.0.113.7, unknown, 198.51.100.2")
 	if err != nil || !strings.Contains(out, "the entries taken are trusted hops") || lastLine(out) != "client: 10.0.0.1:1 (source peer)" {
 		t.Errorf("%v\n%s", err, out)
+	}
+}
+
+// --config picks the real_ip handler of the route a request meets and
+// judges with its settings.
+func TestExplainFromConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	cf := "a.example {\n\treal_ip 10.0.0.0/8 {\n\t\treal_ip_header X-Forwarded-For\n\t\treal_ip_recursive on\n\t}\n\trespond ok\n}\n" +
+		"b.example {\n\troute /api/* {\n\t\treal_ip 192.0.2.0/24 {\n\t\t\treal_ip_header CF-Connecting-IP\n\t\t}\n\t}\n\trespond ok\n}\n"
+	if err := os.WriteFile(path, []byte(cf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--host", "a.example", "--peer", "10.0.0.5:4000", "--value", "203.0.113.7, 10.0.0.9"},
+			[]string{"handler: server srv0, route 0", "client: 203.0.113.7:0 (source header)"}},
+		{[]string{"--host", "b.example", "--path", "/api/x", "--peer", "192.0.2.1:4000", "--value", "198.51.100.4"},
+			[]string{"(subroute)", "client: 198.51.100.4:0 (source header)"}},
+		{[]string{"--host", "b.example", "--path", "/api/x", "--peer", "10.0.0.5:4000", "--value", "198.51.100.4"},
+			[]string{"client: 10.0.0.5:4000 (source peer)"}},
+	} {
+		out, err := runImport(t, explainCommand(), append([]string{"--config", path}, c.args...)...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", c.args, err, out)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: output lacks %q:\n%s", c.args, w, out)
+			}
+		}
+	}
+	if out, err := runImport(t, explainCommand(), "--config", path, "--host", "b.example", "--path", "/other", "--peer", "10.0.0.5:4000", "--value", "x"); err == nil || !strings.Contains(err.Error(), "no real_ip handler runs for host") {
+		t.Errorf("no handler on the route: %v\n%s", err, out)
 	}
 }

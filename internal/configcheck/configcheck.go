@@ -317,3 +317,104 @@ func dedupe(list []string) []string {
 	}
 	return out
 }
+
+// RealIPFor returns the first real_ip handler a request for host and path
+// meets on the server (its JSON and its place), judging the routes' host
+// and path matchers as Caddy does; a route with other matchers is taken to
+// match, and said so in notes.
+func RealIPFor(srv json.RawMessage, prefix, host, path string) (handler json.RawMessage, where string, notes []string) {
+	var s struct {
+		Routes []matchedRoute `json:"routes"`
+	}
+	if json.Unmarshal(srv, &s) != nil {
+		return nil, "", nil
+	}
+	return findRealIP(s.Routes, prefix, host, path, &notes)
+}
+
+type matchedRoute struct {
+	Match  []map[string]json.RawMessage `json:"match"`
+	Handle []json.RawMessage            `json:"handle"`
+}
+
+func findRealIP(routes []matchedRoute, prefix, host, path string, notes *[]string) (json.RawMessage, string, []string) {
+	for i, r := range routes {
+		if !routeMatches(r.Match, host, path, fmt.Sprintf("%sroute %d", prefix, i), notes) {
+			continue
+		}
+		for j, raw := range r.Handle {
+			var h struct {
+				Handler string         `json:"handler"`
+				Routes  []matchedRoute `json:"routes"`
+			}
+			if json.Unmarshal(raw, &h) != nil {
+				continue
+			}
+			switch h.Handler {
+			case "real_ip":
+				return raw, fmt.Sprintf("%sroute %d, handler %d", prefix, i, j), *notes
+			case "subroute":
+				if found, where, _ := findRealIP(h.Routes, fmt.Sprintf("%sroute %d, handler %d (subroute): ", prefix, i, j), host, path, notes); found != nil {
+					return found, where, *notes
+				}
+			}
+		}
+	}
+	return nil, "", *notes
+}
+
+// routeMatches: any matcher set matches (OR), each of its matchers must
+// (AND); host and path as Caddy's matchers read them.
+func routeMatches(sets []map[string]json.RawMessage, host, path, where string, notes *[]string) bool {
+	if len(sets) == 0 {
+		return true
+	}
+	for _, set := range sets {
+		ok := true
+		for name, raw := range set {
+			var patterns []string
+			switch name {
+			case "host":
+				_ = json.Unmarshal(raw, &patterns)
+				ok = ok && slices.ContainsFunc(patterns, func(p string) bool { return hostMatches(p, host) })
+			case "path":
+				_ = json.Unmarshal(raw, &patterns)
+				ok = ok && slices.ContainsFunc(patterns, func(p string) bool { return pathMatches(p, path) })
+			default:
+				*notes = append(*notes, fmt.Sprintf("%s has a %s matcher, taken to match", where, name))
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func hostMatches(pattern, host string) bool {
+	pattern, host = strings.ToLower(pattern), strings.ToLower(host)
+	if pattern == host {
+		return true
+	}
+	// "*.example.com" matches one label.
+	if rest, ok := strings.CutPrefix(pattern, "*."); ok {
+		if i := strings.IndexByte(host, '.'); i > 0 && host[i+1:] == rest {
+			return true
+		}
+	}
+	return false
+}
+
+func pathMatches(pattern, path string) bool {
+	switch {
+	case pattern == "*":
+		return true
+	case strings.HasSuffix(pattern, "*") && strings.HasPrefix(pattern, "*"):
+		return strings.Contains(path, strings.Trim(pattern, "*"))
+	case strings.HasSuffix(pattern, "*"):
+		return strings.HasPrefix(path, strings.TrimSuffix(pattern, "*"))
+	case strings.HasPrefix(pattern, "*"):
+		return strings.HasSuffix(path, strings.TrimPrefix(pattern, "*"))
+	}
+	return strings.EqualFold(pattern, path)
+}
