@@ -2,17 +2,25 @@ package command
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
+
+	"github.com/pires/go-proxyproto"
 
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-realip/realip/handler"
 	"github.com/caddy-realip/realip/internal/configcheck"
+	"github.com/caddy-realip/realip/internal/conninfo"
+	"github.com/caddy-realip/realip/internal/ipset"
 )
 
 func explainCommand() *cobra.Command {
@@ -44,13 +52,29 @@ looked at and ends with a line "client: <addr>:<port> (source <peer|header>)".
 				return fmt.Errorf("--peer is required: the address:port the request comes from (or @ for a UNIX socket peer)")
 			}
 			cfg := handler.Handler{TrustedIPs: trusted, RealIPHeader: name, RealIPRecursive: handler.Recursive(recursive), RealIPTrustedHops: hops}
+			wc := wrapperConfig{TrustedIPs: trusted}
 			if cmd.Flags().Changed("config") || cmd.Flags().Changed("address") {
 				var err error
-				if cfg, err = handlerFromConfig(cmd); err != nil {
+				var w *wrapperConfig
+				if cfg, w, err = handlerFromConfig(cmd); err != nil {
 					return err
 				}
 				if name = cfg.RealIPHeader; name == "" {
 					name = handler.HeaderXRealIP
+				}
+				wc.TrustedIPs = cfg.TrustedIPs
+				if w != nil {
+					wc = *w
+				}
+			}
+			if wt, _ := cmd.Flags().GetStringArray("wrapper-trusted-ips"); len(wt) > 0 {
+				wc.TrustedIPs = wt
+			}
+			var conn *conninfo.Info
+			if pp, _ := cmd.Flags().GetString("proxy"); pp != "" {
+				var err error
+				if conn, peer, err = judgeProxy(cmd.OutOrStdout(), peer, pp, wc); err != nil {
+					return err
 				}
 			}
 			header := http.Header{}
@@ -68,7 +92,12 @@ looked at and ends with a line "client: <addr>:<port> (source <peer|header>)".
 				// endless input stops here.
 				limited := &io.LimitedReader{R: cmd.InOrStdin(), N: maxStdinHeader}
 				req, err := http.ReadRequest(bufio.NewReader(limited))
-				if err != nil {
+				switch {
+				case err == io.EOF && conn != nil:
+					// Only the PROXY header was given: a request without
+					// forwarding headers.
+					req = &http.Request{Header: http.Header{}}
+				case err != nil:
 					if limited.N <= 0 {
 						return fmt.Errorf("standard input: the request's header is larger than %d bytes, Caddy's default max_header_size (Caddy answers such a request with 431); stopped reading there", maxStdinHeader)
 					}
@@ -76,7 +105,7 @@ looked at and ends with a line "client: <addr>:<port> (source <peer|header>)".
 				}
 				header = req.Header
 			}
-			ex, err := handler.Explain(cfg, peer, header)
+			ex, err := handler.ExplainConn(cfg, peer, header, conn)
 			if err != nil {
 				return err
 			}
@@ -96,15 +125,17 @@ looked at and ends with a line "client: <addr>:<port> (source <peer|header>)".
 	c.Flags().String("server", "", "with --config/--address: the server's name (default: the first, by name, whose routes run a real_ip handler for --host and --path)")
 	c.Flags().String("host", "", "with --config/--address: the request's host, for the routes' host matchers")
 	c.Flags().String("path", "/", "with --config/--address: the request's path, for the routes' path matchers")
+	c.Flags().String("proxy", "", `the connection's PROXY header, judged as the listener wrapper would: v1 text ("PROXY TCP4 203.0.113.9 10.0.0.1 5555 443") or v2 in hex; --peer is then the balancer`)
+	c.Flags().StringArray("wrapper-trusted-ips", nil, "the listener wrapper's trusted_ips (default: the config's wrapper, else --trusted-ips)")
 	return c
 }
 
 // handlerFromConfig picks the real_ip handler a request for --host and
 // --path would meet in the config, and prints where it is.
-func handlerFromConfig(cmd *cobra.Command) (handler.Handler, error) {
+func handlerFromConfig(cmd *cobra.Command) (handler.Handler, *wrapperConfig, error) {
 	config, _, from, err := loadConfigForCheck(cmd)
 	if err != nil {
-		return handler.Handler{}, err
+		return handler.Handler{}, nil, err
 	}
 	var cfg struct {
 		Apps struct {
@@ -114,7 +145,7 @@ func handlerFromConfig(cmd *cobra.Command) (handler.Handler, error) {
 		} `json:"apps"`
 	}
 	if err := json.Unmarshal(config, &cfg); err != nil {
-		return handler.Handler{}, fmt.Errorf("%s: not a Caddy JSON config: %v", from, err)
+		return handler.Handler{}, nil, fmt.Errorf("%s: not a Caddy JSON config: %v", from, err)
 	}
 	want, _ := cmd.Flags().GetString("server")
 	host, _ := cmd.Flags().GetString("host")
@@ -127,7 +158,7 @@ func handlerFromConfig(cmd *cobra.Command) (handler.Handler, error) {
 	}
 	sort.Strings(names)
 	if len(names) == 0 {
-		return handler.Handler{}, fmt.Errorf("%s: no server named %q", from, want)
+		return handler.Handler{}, nil, fmt.Errorf("%s: no server named %q", from, want)
 	}
 	for _, n := range names {
 		raw, where, notes := configcheck.RealIPFor(cfg.Apps.HTTP.Servers[n], "server "+n+", ", host, path)
@@ -136,7 +167,7 @@ func handlerFromConfig(cmd *cobra.Command) (handler.Handler, error) {
 		}
 		var h handler.Handler
 		if err := json.Unmarshal(raw, &h); err != nil {
-			return handler.Handler{}, fmt.Errorf("%s: %s: %v", from, where, err)
+			return handler.Handler{}, nil, fmt.Errorf("%s: %s: %v", from, where, err)
 		}
 		// Static sources are ranges in the config; others are read where
 		// Caddy runs (a published list from its storage), not here.
@@ -158,9 +189,81 @@ func handlerFromConfig(cmd *cobra.Command) (handler.Handler, error) {
 		for _, note := range notes {
 			fmt.Fprintf(out, "note: %s\n", note)
 		}
-		return h, nil
+		// The server's real_ip listener wrapper, if it has one.
+		var srv struct {
+			ListenerWrappers []wrapperConfig `json:"listener_wrappers"`
+		}
+		_ = json.Unmarshal(cfg.Apps.HTTP.Servers[n], &srv)
+		for i := range srv.ListenerWrappers {
+			if srv.ListenerWrappers[i].Wrapper == "real_ip" {
+				return h, &srv.ListenerWrappers[i], nil
+			}
+		}
+		return h, nil, nil
 	}
-	return handler.Handler{}, fmt.Errorf("%s: no real_ip handler runs for host %q and path %q on %s", from, host, path, strings.Join(names, ", "))
+	return handler.Handler{}, nil, fmt.Errorf("%s: no real_ip handler runs for host %q and path %q on %s", from, host, path, strings.Join(names, ", "))
+}
+
+// wrapperConfig is what explain needs of a real_ip listener wrapper.
+type wrapperConfig struct {
+	Wrapper    string   `json:"wrapper"`
+	TrustedIPs []string `json:"trusted_ips"`
+	Untrusted  string   `json:"untrusted"`
+}
+
+// judgeProxy does what the listener wrapper does with a PROXY header (v1
+// text, or v2 as hex) from peer: it returns the connection's information
+// and the remote address the handler then sees, and says what happened.
+func judgeProxy(out io.Writer, peer, raw string, wc wrapperConfig) (*conninfo.Info, string, error) {
+	physical, err := netip.ParseAddrPort(peer)
+	if err != nil {
+		return nil, "", fmt.Errorf("--peer '%s': with --proxy, the balancer's address:port", peer)
+	}
+	physical = netip.AddrPortFrom(physical.Addr().Unmap(), physical.Port())
+	var data []byte
+	if strings.HasPrefix(raw, "PROXY ") {
+		data = []byte(strings.TrimRight(raw, "\r\n") + "\r\n")
+	} else if data, err = hex.DecodeString(strings.Join(strings.Fields(raw), "")); err != nil {
+		return nil, "", fmt.Errorf("--proxy: a v1 header (PROXY TCP4 …) or a v2 header in hex: %v", err)
+	}
+	set, _, err := ipset.Parse(ipset.Expand(wc.TrustedIPs))
+	if err != nil {
+		return nil, "", fmt.Errorf("the wrapper's trusted_ips: %w", err)
+	}
+	info := &conninfo.Info{Physical: net.TCPAddrFromAddrPort(physical), Trusted: set.Contains(physical.Addr())}
+	info.SetClient(info.Physical)
+	h, err := proxyproto.Read(bufio.NewReader(bytes.NewReader(data)))
+	if err != nil {
+		return nil, "", fmt.Errorf("the wrapper closes this connection: malformed PROXY header: %v", err)
+	}
+	if !info.Trusted {
+		switch wc.Untrusted {
+		case "reject":
+			return nil, "", fmt.Errorf("the wrapper closes this connection: %s is not in its trusted_ips (untrusted reject)", physical)
+		case "skip":
+			return nil, "", fmt.Errorf("the wrapper reads nothing from %s (untrusted skip): the PROXY header reaches the server as HTTP and gets 400", physical)
+		}
+		fmt.Fprintf(out, "wrapper: %s is not in its trusted_ips: the PROXY header is read and thrown away; the client is the peer\n", physical)
+		return info, physical.String(), nil
+	}
+	info.Header = h
+	if src, ok := h.SourceAddr.(*net.TCPAddr); ok && h.Command.IsProxy() && (h.TransportProtocol == proxyproto.TCPv4 || h.TransportProtocol == proxyproto.TCPv6) {
+		ap := src.AddrPort()
+		info.Source = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		info.SetClient(net.TCPAddrFromAddrPort(info.Source))
+		family := "TCP4"
+		if h.TransportProtocol == proxyproto.TCPv6 {
+			family = "TCP6"
+		}
+		fmt.Fprintf(out, "wrapper: %s is in its trusted_ips: PROXY v%d %s, the connection's remote address is %s\n", physical, h.Version, family, info.Source)
+		return info, info.Source.String(), nil
+	}
+	command := "PROXY"
+	if h.Command.IsLocal() {
+		command = "LOCAL"
+	}
+	fmt.Fprintf(out, "wrapper: %s is in its trusted_ips: a v%d %s header without a client address (the balancer's own connection, or a relayed one it cannot name)\n", physical, h.Version, command)
+	return info, physical.String(), nil
 }
 
 // maxStdinHeader is what explain reads of standard input: Caddy's default

@@ -159,3 +159,39 @@ func TestExplainFromConfig(t *testing.T) {
 		t.Errorf("no handler on the route: %v\n%s", err, out)
 	}
 }
+
+// --proxy: the header judged as the wrapper would, then the handler's
+// proxy_protocol mode, from the EKS-style example's Caddyfile.
+func TestExplainProxyFromConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	cf := "{\n\tservers :443 {\n\t\tlistener_wrappers {\n\t\t\treal_ip 10.0.0.0/16\n\t\t\ttls\n\t\t}\n\t}\n}\n" +
+		"app.example.com {\n\treal_ip 10.0.0.0/16 {\n\t\treal_ip_header proxy_protocol\n\t}\n\trespond ok\n}\n"
+	if err := os.WriteFile(path, []byte(cf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v2 := "0d0a0d0a000d0a515549540a" + "21" + "11" + "000c" + "cb007109" + "0a000001" + "15b3" + "01bb" // PROXY TCP4 203.0.113.9:5555 → 10.0.0.1:443
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--proxy", "PROXY TCP4 203.0.113.9 10.0.0.1 5555 443", "--peer", "10.0.3.7:40000"},
+			[]string{"wrapper: 10.0.3.7:40000 is in its trusted_ips: PROXY v1 TCP4", "client: 203.0.113.9:5555 (source proxy_protocol)"}},
+		{[]string{"--proxy", v2, "--peer", "10.0.3.7:40000"},
+			[]string{"PROXY v2 TCP4", "client: 203.0.113.9:5555 (source proxy_protocol)"}},
+		{[]string{"--proxy", "PROXY TCP4 203.0.113.9 10.0.0.1 5555 443", "--peer", "198.51.100.8:40000"},
+			[]string{"is not in its trusted_ips: the PROXY header is read and thrown away", "client: 198.51.100.8:40000 (source peer)"}},
+	} {
+		out, err := runImport(t, explainCommand(), append([]string{"--config", path, "--host", "app.example.com"}, c.args...)...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", c.args, err, out)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: output lacks %q:\n%s", c.args, w, out)
+			}
+		}
+	}
+	if _, err := runImport(t, explainCommand(), "--config", path, "--host", "app.example.com", "--proxy", "PROXY TCP9 x", "--peer", "10.0.3.7:1"); err == nil || !strings.Contains(err.Error(), "malformed PROXY header") {
+		t.Errorf("a malformed header: %v", err)
+	}
+}

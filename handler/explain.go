@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-realip/realip/internal/conninfo"
 )
 
 // Explanation is the handler's decision for one request, step by step, as
@@ -23,6 +25,7 @@ type Explanation struct {
 	Client      string // client:port, or "@" for a UNIX peer kept as the client
 	Source      string // peer or header
 	Warnings    []string
+	ProxyMode   bool // real_ip_header proxy_protocol
 }
 
 // Explain runs the handler's own judgement offline: cfg is a real_ip
@@ -30,15 +33,23 @@ type Explanation struct {
 // handler would see it ("203.0.113.7:4711", "[2001:db8::1]:443", or "@"
 // for a peer on a UNIX socket), header the request's headers.
 func Explain(cfg Handler, peer string, header http.Header) (*Explanation, error) {
+	return ExplainConn(cfg, peer, header, nil)
+}
+
+// ExplainConn is Explain for a connection that came through the real_ip
+// listener wrapper: conn is what the wrapper made of it (its PROXY header
+// judged), and peer the remote address it reports (the PROXY source when
+// the header was honoured). proxy_protocol mode needs conn.
+func ExplainConn(cfg Handler, peer string, header http.Header, conn *conninfo.Info) (*Explanation, error) {
 	h := cfg
 	h.logger = zap.NewNop()
 	if err := h.setup(h.logger); err != nil {
 		return nil, err
 	}
-	if h.mode == modeProxyProtocol {
-		return nil, fmt.Errorf("real_ip_header proxy_protocol takes the client from the connection's PROXY header, not from the request: explain covers the header modes")
+	if h.mode == modeProxyProtocol && conn == nil {
+		return nil, fmt.Errorf("real_ip_header proxy_protocol takes the client from the connection's PROXY header, not from the request: give the header with --proxy (and the wrapper's trusted senders)")
 	}
-	res := result{source: sourcePeer, peerText: peer}
+	res := result{source: sourcePeer, peerText: peer, conn: conn}
 	if peer != "@" {
 		ap, err := netip.ParseAddrPort(peer)
 		if err != nil {
@@ -51,7 +62,7 @@ func Explain(cfg Handler, peer string, header http.Header) (*Explanation, error)
 	var steps []Step
 	h.decide(&res, header, &steps)
 	ex := &Explanation{
-		Peer: peer, PeerTrusted: res.trusted, Header: h.header, AllLines: h.mode == modeXFF || h.mode == modeForwarded,
+		Peer: res.peerText, PeerTrusted: res.trusted, ProxyMode: h.mode == modeProxyProtocol, Header: h.header, AllLines: h.mode == modeXFF || h.mode == modeForwarded,
 		Recursive: bool(h.RealIPRecursive), Hops: h.RealIPTrustedHops, Steps: steps, Client: res.clientText(), Source: res.source.String(),
 	}
 	ex.Lines = h.lines(header)
@@ -65,6 +76,19 @@ func Explain(cfg Handler, peer string, header http.Header) (*Explanation, error)
 // a last line "client: <addr>:<port> (source <peer|header>)".
 func (ex *Explanation) String() string {
 	var b strings.Builder
+	if ex.ProxyMode {
+		fmt.Fprintf(&b, "header: proxy_protocol (the connection's PROXY header, as the listener wrapper read it)\n")
+		for _, w := range ex.Warnings {
+			fmt.Fprintf(&b, "warning: %s\n", w)
+		}
+		if ex.PeerTrusted {
+			fmt.Fprintf(&b, "peer: %s (the balancer) is in trusted_ips: the PROXY header's source is the client\n", ex.Peer)
+		} else {
+			fmt.Fprintf(&b, "peer: %s (the balancer) is not in trusted_ips: it is the client\n", ex.Peer)
+		}
+		fmt.Fprintf(&b, "client: %s (source %s)\n", ex.Client, ex.Source)
+		return b.String()
+	}
 	lines := "its first line"
 	if ex.AllLines {
 		lines = "every line, last to first"
