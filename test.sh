@@ -58,6 +58,8 @@ rm -f "$rcfile"
 [ "$rc" = 0 ] || { echo "go test failed (exit status $rc)"; exit 1; }
 stage "examples/kubernetes (a Go module of its own: manifests, Caddyfiles, Dockerfile)"
 (cd examples/kubernetes && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./... && go test -count=1 ./...)
+stage "e2e/plugins (a Go module of its own: Caddy with caddy-ratelimit and a block list beside the plugin)"
+(cd e2e/plugins && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./... && go test -count=1 ./...)
 stage "fuzz ($FUZZTIME each)"
 grep -rE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+\(' . | while IFS=: read -r file decl; do
 	target=$(echo "$decl" | sed -E 's/^func (Fuzz[A-Za-z0-9_]+)\(.*/\1/')

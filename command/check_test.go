@@ -36,6 +36,8 @@ func TestCheckFindings(t *testing.T) {
 			[]string{"nothing found"}},
 		{"a plugin's handler first (JSON)", "c.json", `{"apps":{"http":{"servers":{"web":{"listen":[":443"],"routes":[{"handle":[{"handler":"rate_limit"},{"handler":"subroute","routes":[{"handle":[{"handler":"crowdsec"}]}]},{"handler":"real_ip","trusted_ips":["10.0.0.0/8"]}]}]}}}}}`, true,
 			[]string{"handler 0 (rate_limit): rate_limit runs before real_ip", "handler 1 (subroute): route 0, handler 0 (crowdsec): crowdsec runs before real_ip"}},
+		{"a plugin first, but the wrapper made the client already (JSON)", "c.json", `{"apps":{"http":{"servers":{"web":{"listen":["127.0.0.1:443"],"listener_wrappers":[{"wrapper":"real_ip","trusted_ips":["10.0.0.0/8"]}],"routes":[{"handle":[{"handler":"rate_limit"},{"handler":"real_ip","trusted_ips":["10.0.0.0/8"],"real_ip_header":"proxy_protocol"}]}]}}}}}`, false,
+			[]string{"nothing found"}},
 		{"caddy-l4 before the wrapper (JSON)", "c.json", `{"apps":{"http":{"servers":{"web":{"listen":[":443"],"listener_wrappers":[{"wrapper":"layer4"},{"wrapper":"real_ip","trusted_ips":["10.0.0.0/8"]},{"wrapper":"tls"}],"routes":[{"handle":[{"handler":"real_ip","trusted_ips":["10.0.0.0/8"],"real_ip_header":"proxy_protocol"}]}]}}}}}`, true,
 			[]string{"listener wrapper 1 (real_ip): it comes after layer4"}},
 		{"tls before the wrapper", "Caddyfile", "{\n\tservers :8443 {\n\t\tlistener_wrappers {\n\t\t\ttls\n\t\t\treal_ip 10.0.0.0/8\n\t\t}\n\t}\n}\nhttps://localhost:8443 {\n\ttls internal\n\trespond ok\n}\n:8081 {\n\trespond ok\n}\n", true,

@@ -188,7 +188,19 @@ func checkServer(where string, srv server, wrappedServers *int) []Finding {
 
 	steps := flatten(where+", ", srv.Routes)
 	realIP := slices.IndexFunc(steps, func(s handlerStep) bool { return s.name == "real_ip" })
-	for _, s := range BeforeRealIP(steps) {
+	before := BeforeRealIP(steps)
+	if realIP >= 0 && wrapperAt >= 0 {
+		// Behind the wrapper in proxy_protocol mode the connection's
+		// address is already the client: earlier handlers see it too.
+		var first struct {
+			RealIPHeader string `json:"real_ip_header"`
+		}
+		_ = json.Unmarshal(steps[realIP].raw, &first)
+		if first.RealIPHeader == "proxy_protocol" {
+			before = nil
+		}
+	}
+	for _, s := range before {
 		out = append(out, Finding{Misjudges: true, Where: s.where,
 			Problem: fmt.Sprintf("%s runs before real_ip, so it sees the balancer's address (a rate limit buckets every client together, a block list blocks the balancer or nobody)", s.name),
 			Fix:     fmt.Sprintf("in the Caddyfile, put `order real_ip first` after any `order %s first` line (the last `order … first` wins); in JSON, move real_ip ahead of it", s.name)})
