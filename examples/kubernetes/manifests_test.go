@@ -87,16 +87,20 @@ func decode(t *testing.T, dir string) example {
 	return ex
 }
 
-// readmeAnnotations returns every Service annotation the README names.
+// readmeAnnotations returns every Service annotation the README and the
+// docs/ pages (the Kubernetes recipes are in docs/kubernetes.md) name.
 func readmeAnnotations(t *testing.T) map[string]bool {
 	t.Helper()
-	data, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pages, _ := filepath.Glob("../../docs/*.md")
 	names := map[string]bool{}
-	for _, m := range regexp.MustCompile("`(service\\.beta\\.kubernetes\\.io/[a-z0-9_.-]+)").FindAllStringSubmatch(string(data), -1) {
-		names[m[1]] = true
+	for _, page := range append([]string{"../../README.md"}, pages...) {
+		data, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile("`(service\\.beta\\.kubernetes\\.io/[a-z0-9_.-]+)").FindAllStringSubmatch(string(data), -1) {
+			names[m[1]] = true
+		}
 	}
 	return names
 }
@@ -221,7 +225,7 @@ func TestExamples(t *testing.T) {
 				}
 				for a := range svc.Annotations {
 					if !documented[a] {
-						t.Errorf("Service %s annotation %s is not explained in the README", svc.Name, a)
+						t.Errorf("Service %s annotation %s is not explained in the README or docs/", svc.Name, a)
 					}
 				}
 			}
