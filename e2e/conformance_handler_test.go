@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -150,6 +151,13 @@ const explainPeerPort = 40000
 // variant's settings, the case's source address as the peer and the case's
 // raw request on standard input, and normalises the client it prints.
 func explainAnswer(t *testing.T, c conformanceCase) answer {
+	return explainAnswerFrom(t, c, "")
+}
+
+// explainAnswerFrom is explainAnswer with the handler taken from the
+// server of the case's variant in the JSON config file config (when not
+// empty), as `caddy real-ip explain --config` replays the config that runs.
+func explainAnswerFrom(t *testing.T, c conformanceCase, config string) answer {
 	t.Helper()
 	var v variant
 	for _, cv := range conformanceVariants {
@@ -170,6 +178,9 @@ func explainAnswer(t *testing.T, c conformanceCase) answer {
 	}
 	if v.recursive {
 		args = append(args, "--recursive")
+	}
+	if config != "" {
+		args = []string{"real-ip", "explain", "--config", config, "--server", v.name, "--peer", peer}
 	}
 	cmd := exec.Command(caddyBin, args...)
 	cmd.Stdin = bytes.NewReader(request(c.headers))
@@ -308,6 +319,11 @@ server {
 	}
 	startNginx(t, indent(strings.Join(nginxServers, "\n"), "\t"), waits...)
 	caddy.loadJSON(`{"http":{"servers":{` + strings.Join(caddyServers, ",") + `}}}`)
+	// The same config as a file, for explain --config.
+	configFile := filepath.Join(t.TempDir(), "caddy.json")
+	if err := os.WriteFile(configFile, []byte(`{"apps":{"http":{"servers":{`+strings.Join(caddyServers, ",")+`}}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, v := range conformanceVariants {
 		waitUnix(t, ngx[v.name].unix)
 	}
@@ -324,6 +340,9 @@ server {
 			}
 			if ex := explainAnswer(t, c); ex != got {
 				t.Errorf("caddy real-ip explain says %v, the handler %v", ex, got)
+			}
+			if ex := explainAnswerFrom(t, c, configFile); ex != got {
+				t.Errorf("caddy real-ip explain --config says %v, the handler %v", ex, got)
 			}
 			if want.port != "peer" && want.port != "none" {
 				changed++
