@@ -12,7 +12,10 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"github.com/pires/go-proxyproto"
 
 	"github.com/spf13/cobra"
@@ -21,6 +24,7 @@ import (
 	"github.com/caddy-realip/realip/internal/configcheck"
 	"github.com/caddy-realip/realip/internal/conninfo"
 	"github.com/caddy-realip/realip/internal/ipset"
+	"github.com/caddy-realip/realip/ipsource"
 )
 
 func explainCommand() *cobra.Command {
@@ -177,10 +181,23 @@ func handlerFromConfig(cmd *cobra.Command) (handler.Handler, *wrapperConfig, err
 				Ranges []string `json:"ranges"`
 			}
 			_ = json.Unmarshal(src, &s)
-			if s.Source == "static" {
+			switch s.Source {
+			case "static":
 				h.TrustedIPs = append(h.TrustedIPs, s.Ranges...)
-			} else {
-				notes = append(notes, fmt.Sprintf("trusted_ips_source %s: its ranges are not read here; only trusted_ips and static sources are judged", s.Source))
+			case "published":
+				// The last good list, from the storage the running
+				// server keeps it in.
+				ranges, fetched, err := ipsource.StoredRanges(cmd.Context(), storageOf(config), src)
+				if err != nil {
+					notes = append(notes, fmt.Sprintf("trusted_ips_source published: no stored list to judge with (%v); only the other ranges are judged", err))
+					continue
+				}
+				for _, r := range ranges {
+					h.TrustedIPs = append(h.TrustedIPs, r.String())
+				}
+				notes = append(notes, fmt.Sprintf("trusted_ips_source published: %d ranges from the stored list (fetched %s)", len(ranges), fetched.Format(time.RFC3339)))
+			default:
+				notes = append(notes, fmt.Sprintf("trusted_ips_source %s: its ranges are not read here; only trusted_ips, static and published sources are judged", s.Source))
 			}
 		}
 		h.TrustedIPsSourcesRaw = nil
@@ -269,3 +286,19 @@ func judgeProxy(out io.Writer, peer, raw string, wc wrapperConfig) (*conninfo.In
 // maxStdinHeader is what explain reads of standard input: Caddy's default
 // max_header_size (net/http's default limit, 1 MiB, is Go's, not Caddy's).
 const maxStdinHeader = 16 << 10
+
+// storageOf is the config's storage when it is a file system one, else
+// Caddy's default: where the published sources keep their lists.
+func storageOf(config []byte) certmagic.Storage {
+	var cfg struct {
+		Storage struct {
+			Module string `json:"module"`
+			Root   string `json:"root"`
+		} `json:"storage"`
+	}
+	_ = json.Unmarshal(config, &cfg)
+	if cfg.Storage.Module == "file_system" && cfg.Storage.Root != "" {
+		return &certmagic.FileStorage{Path: cfg.Storage.Root}
+	}
+	return &certmagic.FileStorage{Path: caddy.AppDataDir()}
+}

@@ -2,8 +2,12 @@ package command
 
 import (
 	"bytes"
+	"context"
+	"github.com/caddy-realip/realip/ipsource"
+	"github.com/caddyserver/certmagic"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -193,5 +197,30 @@ func TestExplainProxyFromConfig(t *testing.T) {
 	}
 	if _, err := runImport(t, explainCommand(), "--config", path, "--host", "app.example.com", "--proxy", "PROXY TCP9 x", "--peer", "10.0.3.7:1"); err == nil || !strings.Contains(err.Error(), "malformed PROXY header") {
 		t.Errorf("a malformed header: %v", err)
+	}
+}
+
+// A published source's ranges come from the stored list the running server
+// keeps (here a file_system storage), as the server judges with them.
+func TestExplainWithStoredList(t *testing.T) {
+	dir := t.TempDir()
+	source := `{"source":"published","url":"https://lists.example/ranges.txt","format":"lines"}`
+	key, err := ipsource.StorageKey([]byte(source))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := `{"source":"https://lists.example/ranges.txt","fetched":"2026-12-01T00:00:00Z","ranges":["198.51.100.0/24"]}`
+	if err := (&certmagic.FileStorage{Path: dir}).Store(context.Background(), key, []byte(stored)); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(t.TempDir(), "caddy.json")
+	js := `{"storage":{"module":"file_system","root":` + strconv.Quote(dir) + `},"apps":{"http":{"servers":{"web":{"listen":[":8080"],"routes":[{"handle":[` +
+		`{"handler":"real_ip","trusted_ips_sources":[` + source + `],"real_ip_header":"X-Forwarded-For"}]}]}}}}}`
+	if err := os.WriteFile(config, []byte(js), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runImport(t, explainCommand(), "--config", config, "--peer", "198.51.100.9:4000", "--value", "203.0.113.7")
+	if err != nil || !strings.Contains(out, "1 ranges from the stored list") || !strings.Contains(out, "client: 203.0.113.7:0 (source header)") {
+		t.Errorf("%v\n%s", err, out)
 	}
 }

@@ -181,8 +181,7 @@ func (p *Published) Provision(ctx caddy.Context) error {
 	if p.storage == nil { // set beforehand only by tests
 		p.storage = ctx.Storage()
 	}
-	sum := sha256.Sum256([]byte(strings.Join([]string{p.URL, p.File, p.Format, strings.Join(p.Services, ","), strings.Join(p.Regions, ",")}, "\n")))
-	p.key = "real_ip/published/" + hex.EncodeToString(sum[:8]) + ".json"
+	p.key = p.storageKey()
 	p.metrics = metrics.ForSource(ctx, p.label())
 
 	storedRanges, storedAt, serr := p.loadStored(ctx)
@@ -422,6 +421,37 @@ func (p *Published) store(ctx context.Context, ranges []netip.Prefix) {
 	if err := p.storage.Store(ctx, p.key, data); err != nil {
 		p.logger.Warn("could not keep the published list in storage", zap.String("key", p.key), zap.Error(err))
 	}
+}
+
+// storageKey is where the last good list of this source is kept.
+func (p *Published) storageKey() string {
+	sum := sha256.Sum256([]byte(strings.Join([]string{p.URL, p.File, p.Format, strings.Join(p.Services, ","), strings.Join(p.Regions, ",")}, "\n")))
+	return "real_ip/published/" + hex.EncodeToString(sum[:8]) + ".json"
+}
+
+// StorageKey is the storage key under which a published source (its JSON
+// config) keeps its last good list.
+func StorageKey(config []byte) (string, error) {
+	p := new(Published)
+	if err := json.Unmarshal(config, p); err != nil {
+		return "", err
+	}
+	return p.storageKey(), nil
+}
+
+// StoredRanges reads the last good list a published source (its JSON
+// config) keeps in storage, checked as the running source checks it: what
+// a running Caddy sharing that storage trusts, for caddy real-ip explain.
+func StoredRanges(ctx context.Context, storage certmagic.Storage, config []byte) ([]netip.Prefix, time.Time, error) {
+	p := new(Published)
+	if err := json.Unmarshal(config, p); err != nil {
+		return nil, time.Time{}, err
+	}
+	if p.MaxRanges == 0 {
+		p.MaxRanges = defaultMaxRanges
+	}
+	p.storage, p.key = storage, p.storageKey()
+	return p.loadStored(ctx)
 }
 
 // loadStored reads the last good list from storage, and checks it as a
