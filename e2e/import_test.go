@@ -165,3 +165,19 @@ func TestCommandHelpPointsAtTheREADME(t *testing.T) {
 		}
 	}
 }
+
+// check and explain read the running config through the admin API.
+func TestCheckAndExplainFromTheRunningConfig(t *testing.T) {
+	c := startCaddy(t)
+	port := freePort(t)
+	c.loadCaddyfile(fmt.Sprintf("{\n\torder header first\n}\nhttp://localhost:%d {\n\tbind 127.0.0.1\n\treal_ip 10.0.0.0/8 {\n\t\treal_ip_header X-Forwarded-For\n\t}\n\theader X-Seen {remote_host}\n\trespond ok\n}\n", port))
+	cmd := exec.Command(caddyBin, "real-ip", "check", "--address", c.admin)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "headers runs before real_ip") {
+		t.Errorf("check --address: %v\n%s", err, out)
+	}
+	ex := caddyCommand(t, nil, "real-ip", "explain", "--address", c.admin, "--host", "localhost", "--peer", "10.0.0.5:4000", "--value", "203.0.113.7")
+	if !strings.Contains(ex, "the config running at") || !strings.Contains(ex, "client: 203.0.113.7:0 (source header)") {
+		t.Errorf("explain --address:\n%s", ex)
+	}
+}
