@@ -57,6 +57,23 @@ func TestImportOutputRunsAsNonRoot(t *testing.T) {
 			},
 		},
 		{
+			name: "ingress-nginx, forwarded headers without PROXY, full X-Forwarded-For",
+			args: []string{"real-ip", "import", "ingress-nginx", "--http-port", "8080", "--https-port", "8443", "--upstream", "http://127.0.0.1:9000"},
+			configMap: "  use-forwarded-headers: \"true\"\n  compute-full-forwarded-for: \"true\"\n" +
+				"  proxy-real-ip-cidr: \"198.51.100.0/24\"\n",
+			ports: []int{8080, 8443, 10254},
+			probe: "10254/healthz",
+			check: func(t *testing.T, pod *importPod) {
+				// Without the PROXY protocol: the incoming header, then
+				// $realip_remote_addr (the balancer that connected).
+				pod.noProxy = true
+				h := pod.upstream(t, 8080, false, "X-Forwarded-For: 192.0.2.7, 203.0.113.9")
+				if h.Get("X-Forwarded-For") != "192.0.2.7, 203.0.113.9, 198.51.100.1" || h.Get("X-Real-Ip") != "203.0.113.9" {
+					t.Errorf("HTTP: upstream got %v (want X-Forwarded-For 192.0.2.7, 203.0.113.9, 198.51.100.1 and X-Real-IP 203.0.113.9)", h)
+				}
+			},
+		},
+		{
 			name: "ingress-nginx, PROXY and forwarded headers, full X-Forwarded-For",
 			args: []string{"real-ip", "import", "ingress-nginx", "--http-port", "8080", "--https-port", "8443", "--upstream", "http://127.0.0.1:9000"},
 			configMap: "  use-proxy-protocol: \"true\"\n  use-forwarded-headers: \"true\"\n  compute-full-forwarded-for: \"true\"\n" +
@@ -144,6 +161,7 @@ func TestImportOutputRunsAsNonRoot(t *testing.T) {
 }
 
 type importPod struct {
+	noProxy  bool // the balancer sends no PROXY header (an L7 balancer)
 	lab      *netnsLab
 	lb, pod  string
 	ip       string
@@ -245,6 +263,9 @@ func (p *importPod) upstream(t *testing.T, port int, withTLS bool, header string
 	pp, err := ppHeader.Format()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.noProxy {
+		pp = nil
 	}
 	if !withTLS {
 		if header != "" {
