@@ -263,11 +263,7 @@ func judgeProxy(out io.Writer, peer, raw string, wc wrapperConfig) (*conninfo.In
 		fmt.Fprintf(out, "wrapper: %s is not in its trusted_ips: the PROXY header is read and thrown away; the client is the peer\n", physical)
 		return info, physical.String(), nil
 	}
-	info.Header = h
-	if src, ok := h.SourceAddr.(*net.TCPAddr); ok && h.Command.IsProxy() && (h.TransportProtocol == proxyproto.TCPv4 || h.TransportProtocol == proxyproto.TCPv6) {
-		ap := src.AddrPort()
-		info.Source = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		info.SetClient(net.TCPAddrFromAddrPort(info.Source))
+	if info.Honour(h) {
 		family := "TCP4"
 		if h.TransportProtocol == proxyproto.TCPv6 {
 			family = "TCP6"

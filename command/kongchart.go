@@ -2,6 +2,7 @@ package command
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -83,7 +84,7 @@ func readKongChart(files, sets []string) (*kongChart, error) {
 			}
 			var uniq []string
 			for _, p := range params {
-				if p != "" && !contains(uniq, p) {
+				if p != "" && !slices.Contains(uniq, p) {
 					uniq = append(uniq, p)
 				}
 			}
@@ -176,13 +177,4 @@ func readKongChart(files, sets []string) (*kongChart, error) {
 	}
 	c.sources = append(c.sources, "Helm values (Kong's chart): "+c.files)
 	return c, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }

@@ -113,23 +113,7 @@ func (lab *netnsLab) link(nsA, addrA, nsB, addrB string) {
 // and kills it when the test ends (before the namespaces go).
 func (lab *netnsLab) start(ns string, env []string, args ...string) *lockedBuffer {
 	lab.t.Helper()
-	out := &lockedBuffer{}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		lab.t.Fatal(err)
-	}
-	lab.t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if strings.Contains(out.String(), "WARNING: DATA RACE") {
-			lab.t.Errorf("the race detector reported a data race in %s", args[0])
-		}
-		if lab.t.Failed() {
-			lab.t.Logf("%s output:\n%s", args[0], out.String())
-		}
-	})
+	out, _ := lab.startStoppable(ns, env, args...)
 	return out
 }
 

@@ -9,7 +9,6 @@ import (
 	"hash/crc32"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -224,17 +223,9 @@ func (c *conn) process() {
 		}
 		return
 	}
-	info.Header = h
-	if h.Command.IsProxy() && (h.TransportProtocol == proxyproto.TCPv4 || h.TransportProtocol == proxyproto.TCPv6) {
-		if src, ok := h.SourceAddr.(*net.TCPAddr); ok {
-			// An IPv4-mapped source is the IPv4 client, as net.IP prints it.
-			ap := src.AddrPort()
-			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-			info.Source = ap
-			info.SetClient(net.TCPAddrFromAddrPort(ap))
-			lw.metrics.Count(metrics.Accepted)
-			return
-		}
+	if info.Honour(h) {
+		lw.metrics.Count(metrics.Accepted)
+		return
 	}
 	lw.metrics.Count(metrics.Local)
 }

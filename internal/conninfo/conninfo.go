@@ -59,6 +59,25 @@ func (i *Info) RelayedUnknown() bool {
 	return i.Header.Version == 1 || i.Header.Command.IsProxy()
 }
 
+// Honour records h as the connection's header; when it names a TCP client
+// (command PROXY, TCP over IPv4 or IPv6), that client becomes the
+// connection's remote address (an IPv4-mapped source is the IPv4 client)
+// and Honour reports true.
+func (i *Info) Honour(h *proxyproto.Header) bool {
+	i.Header = h
+	if !h.Command.IsProxy() || (h.TransportProtocol != proxyproto.TCPv4 && h.TransportProtocol != proxyproto.TCPv6) {
+		return false
+	}
+	src, ok := h.SourceAddr.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	ap := src.AddrPort()
+	i.Source = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	i.SetClient(net.TCPAddrFromAddrPort(i.Source))
+	return true
+}
+
 // SetClient records the client address and its text.
 func (i *Info) SetClient(a net.Addr) {
 	i.Client = a
